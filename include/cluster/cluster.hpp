@@ -1,0 +1,10 @@
+// Everything a user of cluster needs: include this one header.
+#pragma once
+
+#include <cluster/handler.hpp>
+#include <cluster/headers.hpp>
+#include <cluster/options.hpp>
+#include <cluster/request.hpp>
+#include <cluster/response.hpp>
+#include <cluster/run.hpp>
+#include <cluster/status.hpp>

@@ -1,0 +1,40 @@
+// What a request handler may be.
+#pragma once
+
+#include <cluster/detail/asio.hpp>
+#include <cluster/request.hpp>
+#include <cluster/response.hpp>
+
+#include <concepts>
+#include <type_traits>
+
+namespace cluster {
+
+/// A handler that answers at once: `response(const cluster::request&)`.
+template <class H>
+concept sync_handler = std::invocable<H&, const request&> &&
+                       std::convertible_to<std::invoke_result_t<H&, const request&>, response>;
+
+/// A handler that may suspend: `asio::awaitable<response>(cluster::request&)`.
+/// The request stays valid until the awaitable completes.
+template <class H>
+concept async_handler = std::invocable<H&, request&> &&
+                        std::same_as<std::invoke_result_t<H&, request&>, asio::awaitable<response>>;
+
+/// Either kind of handler.
+template <class H>
+concept handler = async_handler<H> || sync_handler<H>;
+
+namespace detail {
+
+/// Fails with a readable message when `H` is not a handler.
+template <class H>
+constexpr void check_handler() {
+  static_assert(handler<H>,
+                "cluster: a handler must be callable as either\n"
+                "  cluster::response (const cluster::request&)          // answers at once, or\n"
+                "  asio::awaitable<cluster::response> (cluster::request&)  // a coroutine");
+}
+
+}  // namespace detail
+}  // namespace cluster
