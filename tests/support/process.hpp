@@ -1,0 +1,378 @@
+// Child processes for integration tests: spawn a program with posix_spawn
+// (never fork the test runner), read its output with bounded waits, and stop
+// it by PID from a destructor so that a failed assertion leaves nothing
+// running. `cluster_process` adds what a cluster master needs on top: the
+// ready line, the port, and its workers.
+#pragma once
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace test_support {
+
+using namespace std::chrono_literals;
+using test_clock = std::chrono::steady_clock;
+
+/// Polls `condition` every `interval` until it holds or `timeout` passes;
+/// returns whether it held. The readiness wait of every test: never a fixed
+/// sleep standing in for synchronisation.
+template <class Condition>
+bool wait_until(Condition condition, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval = 5ms) {
+  const auto deadline = test_clock::now() + timeout;
+  for (;;) {
+    if (condition()) return true;
+    if (test_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+/// The path in environment variable `name` (set by tests/meson.build), or an
+/// exception saying how to run the tests.
+inline std::string binary_from_env(const char* name) {
+  const char* path = std::getenv(name);
+  if (!path || !*path)
+    throw std::runtime_error(std::string(name) +
+                             " is not set: run the integration tests with `meson test -C build integration`");
+  return path;
+}
+
+/// An owned file descriptor.
+class unique_fd {
+ public:
+  unique_fd() = default;
+  explicit unique_fd(int fd) noexcept : fd_(fd) {}
+  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  unique_fd& operator=(unique_fd&& other) noexcept {
+    if (this != &other) reset(std::exchange(other.fd_, -1));
+    return *this;
+  }
+  ~unique_fd() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  void reset(int fd = -1) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+[[noreturn]] inline void throw_errno(const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
+/// Where a child's standard output or error goes.
+enum class output {
+  inherit,  ///< the test runner's own stream
+  capture,  ///< kept for the test to read
+};
+
+/// Live processes whose parent is `parent`, read from /proc. Zombies are left
+/// out: they are dead, only not yet reaped.
+inline std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> children;
+  DIR* proc = ::opendir("/proc");
+  if (!proc) throw_errno("opendir(/proc)");
+  while (dirent* entry = ::readdir(proc)) {
+    pid_t pid = 0;
+    std::string_view name = entry->d_name;
+    auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+    if (ec != std::errc{} || end != name.data() + name.size()) continue;
+    std::ifstream stat_file("/proc/" + std::string(name) + "/stat");
+    std::string stat;
+    if (!std::getline(stat_file, stat)) continue;  // exited meanwhile
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    auto close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close_paren + 1));
+    char state = 0;
+    pid_t ppid = 0;
+    if (rest >> state >> ppid && ppid == parent && state != 'Z' && state != 'X') children.push_back(pid);
+  }
+  ::closedir(proc);
+  return children;
+}
+
+/// True while `pid` names a process that is not a zombie.
+inline bool process_alive(pid_t pid) {
+  std::ifstream stat_file("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(stat_file, stat)) return false;
+  auto close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos || close_paren + 2 >= stat.size()) return false;
+  char state = stat[close_paren + 2];
+  return state != 'Z' && state != 'X';
+}
+
+/// A spawned program, in its own process group. The destructor SIGKILLs the
+/// group and reaps the child, whatever state the test left it in.
+class child_process {
+ public:
+  /// Starts `argv[0]` with arguments `argv`. The child gets default signal
+  /// dispositions and an empty signal mask, whatever the test runner set.
+  child_process(const std::vector<std::string>& argv, output out, output err) {
+    if (argv.empty()) throw std::invalid_argument("child_process: empty argv");
+    unique_fd stdout_write;
+    if (out == output::capture) {
+      int fds[2];
+      if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe2");
+      stdout_.reset(fds[0]);
+      stdout_write.reset(fds[1]);
+    }
+    if (err == output::capture) {
+      // A memory file, not a pipe: the child can never block on a full
+      // buffer, and the test reads it whenever it likes.
+      stderr_.reset(::memfd_create("child-stderr", MFD_CLOEXEC));
+      if (!stderr_) throw_errno("memfd_create");
+      // The master and its workers share this file: append, never overwrite.
+      if (::fcntl(stderr_.get(), F_SETFL, O_APPEND) != 0) throw_errno("fcntl O_APPEND");
+    }
+
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+    if (stdout_write) posix_spawn_file_actions_adddup2(&actions, stdout_write.get(), STDOUT_FILENO);
+    if (stderr_) posix_spawn_file_actions_adddup2(&actions, stderr_.get(), STDERR_FILENO);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    // Its own process group, so that killing the group also reaches any
+    // processes it forked.
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    int rc = ::posix_spawn(&pid_, args[0], &actions, &attr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) throw std::system_error(rc, std::generic_category(), "posix_spawn " + argv[0]);
+  }
+
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+
+  ~child_process() { kill_and_reap(); }
+
+  pid_t pid() const noexcept { return pid_; }
+
+  /// Sends `signo` to the child (not its group).
+  void signal(int signo) const {
+    if (!exited_ && ::kill(pid_, signo) != 0) throw_errno("kill " + std::to_string(pid_));
+  }
+
+  /// Waits up to `timeout` for the child to exit; returns its wait status, or
+  /// nothing if it is still running.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+    wait_until([this] { return try_reap(); }, timeout, 2ms);
+    if (exited_) return status_;
+    return std::nullopt;
+  }
+
+  /// Reads one line (without its '\n') from the captured stdout, waiting at
+  /// most `timeout`; nothing if the deadline passes or stdout ends first.
+  std::optional<std::string> read_stdout_line(std::chrono::milliseconds timeout) {
+    const auto deadline = test_clock::now() + timeout;
+    for (;;) {
+      if (auto nl = stdout_buffer_.find('\n'); nl != std::string::npos) {
+        std::string line = stdout_buffer_.substr(0, nl);
+        stdout_buffer_.erase(0, nl + 1);
+        return line;
+      }
+      if (!read_stdout_some(deadline)) return std::nullopt;
+    }
+  }
+
+  /// Everything the child writes to stdout until it closes it, waiting at most
+  /// `timeout` in all.
+  std::string read_stdout_all(std::chrono::milliseconds timeout) {
+    const auto deadline = test_clock::now() + timeout;
+    while (read_stdout_some(deadline)) {
+    }
+    return std::exchange(stdout_buffer_, {});
+  }
+
+  /// What the child (and everything it forked) wrote to stderr so far.
+  std::string stderr_text() const {
+    if (!stderr_) return "(stderr not captured)";
+    struct stat st{};
+    if (::fstat(stderr_.get(), &st) != 0) return "(fstat failed)";
+    std::string text(static_cast<std::size_t>(st.st_size), '\0');
+    ssize_t n = ::pread(stderr_.get(), text.data(), text.size(), 0);
+    text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    return text;
+  }
+
+ private:
+  // Appends what stdout has before `deadline`; false at end of file, error
+  // or deadline.
+  bool read_stdout_some(test_clock::time_point deadline) {
+    if (!stdout_) return false;
+    for (int attempts = 0; attempts < 1000; ++attempts) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - test_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{stdout_.get(), POLLIN, 0};
+      int ready = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready <= 0) return false;
+      char buf[4096];
+      ssize_t n = ::read(stdout_.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      stdout_buffer_.append(buf, static_cast<std::size_t>(n));
+      return true;
+    }
+    return false;
+  }
+
+  bool try_reap() {
+    if (exited_) return true;
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exited_ = true;
+      status_ = status;
+    }
+    return exited_;
+  }
+
+  void kill_and_reap() noexcept {
+    if (pid_ <= 0) return;
+    // The group first (the master and its workers), then the child itself in
+    // case it is no longer in its group.
+    ::kill(-pid_, SIGKILL);
+    if (exited_) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    exited_ = true;
+  }
+
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int status_ = 0;
+  unique_fd stdout_;
+  unique_fd stderr_;
+  std::string stdout_buffer_;
+};
+
+/// Runs `argv` to completion with stdout and stderr captured.
+struct finished_program {
+  std::optional<int> status;  ///< wait status; nothing if it had to be killed
+  std::string out;
+  std::string err;
+};
+
+inline finished_program run_program(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  child_process child(argv, output::capture, output::capture);
+  finished_program result;
+  const auto deadline = test_clock::now() + timeout;
+  result.out = child.read_stdout_all(timeout);
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - test_clock::now());
+  result.status = child.wait_exit(std::max(left, 0ms));
+  result.err = child.stderr_text();
+  return result;
+}
+
+/// Exit code of a wait status, or -1 when the process did not exit normally.
+inline int exit_code(std::optional<int> status) {
+  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+/// A cluster master started with `--host 127.0.0.1 --port 0 --workers N`,
+/// ready (every worker accepting) when the constructor returns.
+class cluster_process {
+ public:
+  static constexpr auto ready_timeout = 10s;
+
+  /// Starts `binary` and waits for its ready line; throws with the master's
+  /// stderr if it does not come within ready_timeout.
+  explicit cluster_process(const std::string& binary, int workers = 2, std::vector<std::string> extra_args = {})
+      : child_(arguments(binary, workers, std::move(extra_args)), output::capture, output::capture),
+        workers_(workers) {
+    auto line = child_.read_stdout_line(ready_timeout);
+    if (!line) throw std::runtime_error("no ready line from " + binary + "; its stderr:\n" + child_.stderr_text());
+    ready_line_ = *line;
+    // "cluster: master <PID> listening on http://127.0.0.1:<PORT> with <N> workers"
+    const std::string master = "cluster: master " + std::to_string(child_.pid()) + " listening on ";
+    const std::string address = "http://127.0.0.1:";
+    auto at = ready_line_.find(address);
+    if (!ready_line_.starts_with(master) || at == std::string::npos)
+      throw std::runtime_error("unexpected ready line: " + ready_line_);
+    const char* digits = ready_line_.data() + at + address.size();
+    auto [end, ec] = std::from_chars(digits, ready_line_.data() + ready_line_.size(), port_);
+    if (ec != std::errc{} || port_ <= 0 || port_ > 65535 || std::string_view(end).find(" with ") != 0)
+      throw std::runtime_error("no port in ready line: " + ready_line_);
+  }
+
+  pid_t pid() const noexcept { return child_.pid(); }
+  std::uint16_t port() const noexcept { return static_cast<std::uint16_t>(port_); }
+  int workers() const noexcept { return workers_; }
+  const std::string& ready_line() const noexcept { return ready_line_; }
+
+  /// The master's live children: its workers.
+  std::vector<pid_t> worker_pids() const { return children_of(child_.pid()); }
+
+  /// Sends `signo` to the master.
+  void signal(int signo) const { child_.signal(signo); }
+
+  /// Waits up to `timeout` for the master to exit; its wait status, if it did.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) { return child_.wait_exit(timeout); }
+
+  /// The master's and workers' lifecycle log so far.
+  std::string stderr_text() const { return child_.stderr_text(); }
+
+  /// Waits up to `timeout` for the log to contain `text`.
+  bool wait_for_log(const std::string& text, std::chrono::milliseconds timeout) const {
+    return wait_until([&] { return stderr_text().find(text) != std::string::npos; }, timeout);
+  }
+
+ private:
+  static std::vector<std::string> arguments(const std::string& binary, int workers, std::vector<std::string> extra) {
+    std::vector<std::string> argv{binary, "--host", "127.0.0.1", "--port", "0", "--workers", std::to_string(workers)};
+    argv.insert(argv.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
+    return argv;
+  }
+
+  child_process child_;
+  int workers_;
+  int port_ = 0;
+  std::string ready_line_;
+};
+
+}  // namespace test_support

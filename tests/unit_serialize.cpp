@@ -1,0 +1,84 @@
+// Unit tests: response serialisation and the Date line.
+#include <cluster/detail/date_cache.hpp>
+#include <cluster/detail/serialize.hpp>
+
+#include <doctest/doctest.h>
+
+#include <ctime>
+#include <string>
+
+using cluster::detail::framing;
+using cluster::detail::serialize;
+
+namespace {
+const std::string date = "Date: Wed, 25 Nov 2026 10:00:00 GMT\r\n";
+}
+
+TEST_SUITE("unit") {
+  TEST_CASE("a response is framed with status line, Date, Content-Length, fields and body") {
+    std::string out;
+    serialize(out, cluster::response::text("Hello World\n"), framing{}, date);
+    CHECK(out ==
+          "HTTP/1.1 200 OK\r\n" + date +
+              "Content-Length: 12\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello World\n");
+  }
+
+  TEST_CASE("HEAD gets the GET's Content-Length but no body") {
+    std::string out;
+    serialize(out, cluster::response::text("abc"), framing{.head = true}, date);
+    CHECK(out.find("Content-Length: 3\r\n") != std::string::npos);
+    CHECK(out.ends_with("\r\n\r\n"));
+  }
+
+  TEST_CASE("204 and 304 carry neither body nor Content-Length") {
+    for (int status : {204, 304}) {
+      std::string out;
+      auto res = cluster::response::text("ignored", status);
+      serialize(out, res, framing{}, date);
+      CHECK(out.find("Content-Length") == std::string::npos);
+      CHECK(out.ends_with("\r\n\r\n"));
+    }
+  }
+
+  TEST_CASE("closing and HTTP/1.0 keep-alive are stated; a handler's Connection field is not repeated") {
+    std::string out;
+    auto res = cluster::response::text("x");
+    res.set("Connection", "close");
+    CHECK(cluster::detail::wants_close(res));
+    serialize(out, res, framing{.close = true}, date);
+    CHECK(out.find("Connection: close\r\n") != std::string::npos);
+    CHECK(out.find("Connection", out.find("Connection: close") + 1) == std::string::npos);
+    std::string ka;
+    serialize(ka, cluster::response::text("x"), framing{.keep_alive_10 = true}, date);
+    CHECK(ka.find("Connection: keep-alive\r\n") != std::string::npos);
+  }
+
+  TEST_CASE("a handler's own Date replaces the server's") {
+    std::string out;
+    auto res = cluster::response::text("x");
+    res.set("Date", "Thu, 01 Jan 1970 00:00:00 GMT");
+    serialize(out, res, framing{}, date);
+    CHECK(out.find(date) == std::string::npos);
+    CHECK(out.find("Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n") != std::string::npos);
+  }
+
+  TEST_CASE("server errors close the connection") {
+    std::string out;
+    cluster::detail::serialize_error(out, 431, date);
+    CHECK(out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+    CHECK(out.find("Connection: close\r\n") != std::string::npos);
+  }
+
+  TEST_CASE("the Date line is an IMF-fixdate for the current second") {
+    cluster::detail::date_cache cache;
+    std::string line(cache.line());
+    std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char expected[64];
+    std::strftime(expected, sizeof expected, "Date: %a, %d %b %Y ", &tm);  // C locale in tests
+    CHECK(line.starts_with(expected));
+    CHECK(line.size() == 37);
+    CHECK(line.ends_with(" GMT\r\n"));
+  }
+}
