@@ -1,15 +1,20 @@
 // Options of a cluster: a plain aggregate with documented defaults, validated
-// before any worker is forked.
+// before any worker is forked. One table (options::specs) describes every
+// numeric option once: its name, flag, range and unit serve validate(),
+// from_args() and usage() alike.
 #pragma once
 
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <limits>
+#include <functional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <thread>
 
 #include <sched.h>
@@ -29,9 +34,23 @@ class option_error : public std::invalid_argument {
   std::string option_;
 };
 
+/// How a worker process ended, as reported to options::on_worker_exit.
+struct worker_exit {
+  int slot = 0;         ///< the slot the worker served
+  pid_t pid = 0;        ///< its process id
+  int exit_code = -1;   ///< exit code, or -1 when killed by a signal
+  int signal = 0;       ///< the signal that killed it, or 0
+  std::chrono::milliseconds uptime{0};
+  bool expected = false;  ///< true when the master asked it to go (stop, reload, scale, recycle)
+};
+
+/// Phases of a rolling reload, as reported to options::on_reload.
+enum class reload_event { begun, finished, aborted };
+
 /// How a cluster runs. Every field has a default; `validate()` (called by
 /// `cluster::run` before anything is forked) refuses values out of range.
 struct options {
+  // --- Topology -------------------------------------------------------------
   /// Worker processes, 1..1024; 0 means one per CPU this process may run on.
   int workers = 0;
   /// Address to listen on (numeric IPv4 or IPv6, or "localhost").
@@ -41,10 +60,7 @@ struct options {
   /// Accept-queue length of each worker's listening socket, 1..65535.
   int backlog = 1024;
 
-  /// Graceful stop (SIGTERM, SIGINT): how long in-flight requests may take
-  /// before the remaining workers are killed. 0..3,600,000 ms.
-  std::chrono::milliseconds shutdown_timeout{10'000};
-
+  // --- HTTP limits and timeouts ----------------------------------------------
   /// Longest request-target in bytes (longer: 414), 16..1 MiB.
   std::size_t max_target = 8 * 1024;
   /// Longest request line plus header block in bytes (longer: 431), 256..1 MiB.
@@ -56,23 +72,88 @@ struct options {
   /// Most open connections per worker, 1..1,000,000; at the limit a worker
   /// stops accepting until one closes.
   int max_connections = 10'000;
-
   /// Time allowed to receive a request's line and header block once its first
-  /// byte arrived (exceeded: 408 and close), 1..3,600,000 ms.
+  /// byte arrived (exceeded: 408 and close), 1 ms..1 h.
   std::chrono::milliseconds header_timeout{10'000};
   /// Longest pause while receiving a request body (exceeded: 408 and close),
-  /// 1..3,600,000 ms.
+  /// 1 ms..1 h.
   std::chrono::milliseconds body_timeout{30'000};
-  /// How long a keep-alive connection may wait for its next request,
-  /// 1..3,600,000 ms.
+  /// How long a keep-alive connection may wait for its next request, 1 ms..1 h.
   std::chrono::milliseconds idle_timeout{5'000};
   /// Longest pause while the client does not read a response (exceeded: the
-  /// connection is closed), 1..3,600,000 ms.
+  /// connection is closed), 1 ms..1 h.
   std::chrono::milliseconds write_timeout{30'000};
+
+  // --- Lifecycle --------------------------------------------------------------
+  /// Graceful stop (SIGTERM, SIGINT): how long in-flight requests may take
+  /// before the remaining workers are killed, 0 ms..1 h.
+  std::chrono::milliseconds shutdown_timeout{10'000};
+  /// Respawn delay after the second consecutive early failure of a slot's
+  /// worker (the first is respawned at once), growing by restart_factor per
+  /// further failure up to restart_max_delay, with ±20% jitter. 0 ms..1 min.
+  std::chrono::milliseconds restart_delay{100};
+  /// Growth of the respawn delay per consecutive early failure, 1..10.
+  double restart_factor = 2.0;
+  /// Cap of the respawn delay, 0 ms..10 min.
+  std::chrono::milliseconds restart_max_delay{5'000};
+  /// A worker up this long is healthy: its slot's backoff resets and its exit
+  /// does not count toward the crash-loop breaker. 1 ms..1 h.
+  std::chrono::milliseconds healthy_after{1'000};
+  /// Crash-loop breaker: this many early worker exits within crash_window
+  /// stop the whole service with exit code 3. 1..100,000.
+  int crash_limit = 10;
+  /// The crash-loop breaker's window, 1 ms..1 h.
+  std::chrono::milliseconds crash_window{30'000};
+  /// A new worker must report ready within this time, or it is killed and
+  /// counted as a boot failure (and a reload in progress is aborted). 1 ms..1 h.
+  std::chrono::milliseconds start_timeout{30'000};
+  /// How often each worker's event loop ticks its heartbeat, 10 ms..1 min.
+  std::chrono::milliseconds heartbeat_interval{500};
+  /// A worker whose heartbeat stalls this long is hung: it gets SIGABRT (for a
+  /// core or a stack trace), then SIGKILL after kill_grace, and is replaced.
+  /// 0 disables hang detection; otherwise 50 ms..1 h.
+  std::chrono::milliseconds hang_timeout{30'000};
+  /// Time between SIGABRT (hang) or the stop deadline and SIGKILL, 0 ms..1 min.
+  std::chrono::milliseconds kill_grace{2'000};
+  /// Replace a worker after it answered this many requests (0: never); the
+  /// new worker is ready before the old one drains. 0..2^53.
+  std::uint64_t max_requests = 0;
+  /// A random 0..max_requests_jitter added per worker to max_requests, so
+  /// workers do not recycle together. 0..2^53.
+  std::uint64_t max_requests_jitter = 0;
+  /// Replace a worker whose resident memory exceeds this many bytes (0: never).
+  std::uint64_t max_memory = 0;
+
+  // --- Hooks (all optional) ---------------------------------------------------
+  /// In the master, after the sockets are bound and before any fork.
+  std::function<void()> on_master_start;
+  /// In each new worker, before it reports ready; the argument is its slot.
+  /// Throwing makes the worker exit, which counts as a boot failure.
+  std::function<void(int slot)> on_worker_start;
+  /// In the master, after a worker process ended.
+  std::function<void(const worker_exit&)> on_worker_exit;
+  /// In the master, when a rolling reload begins, finishes or is aborted.
+  std::function<void(reload_event)> on_reload;
 
   /// Set by from_args() for --help: cluster::run then prints usage() and
   /// returns 0 without starting anything.
   bool help = false;
+
+  /// One numeric option: where it lives, how it is spelled, what it accepts.
+  struct spec {
+    const char* name;  ///< field name, used by validate()
+    const char* flag;  ///< command-line flag, used by from_args()
+    const char* env;   ///< environment variable read by from_args(), or nullptr
+    double lo, hi;     ///< accepted range, inclusive
+    const char* unit;  ///< "ms", "bytes" or ""
+    const char* help;  ///< one line for usage()
+    double (*get)(const options&);
+    void (*set)(options&, double);
+    bool integer = true;
+  };
+
+  /// Every numeric option, in usage() order.
+  static std::span<const spec> specs();
 
   /// The number of workers `workers = 0` stands for: the CPUs this process may
   /// run on.
@@ -91,105 +172,177 @@ struct options {
 
   /// Throws option_error naming the first option out of range.
   void validate() const {
-    in_range("workers", workers, 0, 1024, " (0 means one per CPU)");
     if (host.empty()) throw option_error("host", "must not be empty (e.g. 0.0.0.0, ::, 127.0.0.1)");
-    in_range("port", port, 0, 65535);
-    in_range("backlog", backlog, 1, 65535);
-    in_range("shutdown_timeout", shutdown_timeout.count(), 0, 3'600'000, " ms");
-    in_range("max_target", max_target, std::size_t{16}, std::size_t{1} << 20, " bytes");
-    in_range("max_header_bytes", max_header_bytes, std::size_t{256}, std::size_t{1} << 20, " bytes");
-    in_range("max_headers", max_headers, std::size_t{1}, std::size_t{10000});
-    in_range("max_body", max_body, std::uint64_t{0}, std::uint64_t{1} << 32, " bytes");
-    in_range("max_connections", max_connections, 1, 1'000'000);
-    in_range("header_timeout", header_timeout.count(), 1, 3'600'000, " ms");
-    in_range("body_timeout", body_timeout.count(), 1, 3'600'000, " ms");
-    in_range("idle_timeout", idle_timeout.count(), 1, 3'600'000, " ms");
-    in_range("write_timeout", write_timeout.count(), 1, 3'600'000, " ms");
+    for (const spec& s : specs()) check(s, s.name, s.get(*this));
+    if (hang_timeout.count() != 0 && hang_timeout < std::chrono::milliseconds(50))
+      throw option_error("hang_timeout", "must be 0 (off) or in [50, 3600000] ms, got " +
+                                             std::to_string(hang_timeout.count()));
+    if (restart_max_delay < restart_delay)
+      throw option_error("restart_max_delay", "must be at least restart_delay (" +
+                                                  std::to_string(restart_delay.count()) + " ms), got " +
+                                                  std::to_string(restart_max_delay.count()));
   }
 
-  /// Reads the standard flags: --port N, --host ADDR, --workers N,
-  /// --shutdown-timeout MS and --help (also --flag=value), after the
-  /// environment variables PORT and WORKERS, which the flags override. Starts
-  /// from `defaults`. Throws option_error for an unknown flag, a missing value
-  /// or a value out of range.
+  /// Reads every flag of specs() (e.g. --port N or --port=N), --host ADDR and
+  /// --help, after the environment variables PORT and WORKERS, which the flags
+  /// override. Throws option_error for an unknown flag, a missing value or a
+  /// value out of range.
   static options from_args(int argc, const char* const* argv);
 
   /// from_args() starting from `defaults` instead of the built-in defaults.
-  static options from_args(int argc, const char* const* argv, options defaults) {
-    options o = std::move(defaults);
-    if (const char* env = std::getenv("PORT"); env && *env) o.port = parse_int("PORT", env, 0, 65535);
-    if (const char* env = std::getenv("WORKERS"); env && *env)
-      o.workers = parse_int("WORKERS", env, 0, 1024);
-    for (int i = 1; i < argc; ++i) {
-      std::string_view arg = argv[i];
-      if (arg == "--help" || arg == "-h") {
-        o.help = true;
-        continue;
-      }
-      std::string_view name = arg, value;
-      bool inline_value = false;
-      if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-        name = arg.substr(0, eq);
-        value = arg.substr(eq + 1);
-        inline_value = true;
-      }
-      auto take_value = [&]() -> std::string_view {
-        if (inline_value) return value;
-        if (i + 1 >= argc) throw option_error(std::string(name), "expects a value (see --help)");
-        return argv[++i];
-      };
-      if (name == "--port") {
-        o.port = parse_int("--port", take_value(), 0, 65535);
-      } else if (name == "--host") {
-        o.host = std::string(take_value());
-        if (o.host.empty()) throw option_error("--host", "must not be empty (e.g. 0.0.0.0, ::, 127.0.0.1)");
-      } else if (name == "--workers" || name == "-w") {
-        o.workers = parse_int(std::string(name), take_value(), 0, 1024);
-      } else if (name == "--shutdown-timeout") {
-        o.shutdown_timeout = std::chrono::milliseconds(parse_int("--shutdown-timeout", take_value(), 0, 3'600'000));
-      } else {
-        throw option_error(std::string(name), "unknown option (see --help)");
-      }
-    }
-    return o;
-  }
+  static options from_args(int argc, const char* const* argv, options defaults);
 
   /// The text printed for --help.
-  static std::string usage(std::string_view program) {
-    std::string u = "usage: ";
-    u += program;
-    u +=
-        " [--host ADDR] [--port N] [--workers N] [--shutdown-timeout MS]\n"
-        "\n"
-        "  --host ADDR             address to listen on (default 0.0.0.0)\n"
-        "  --port N                TCP port 0..65535, 0 = any free port (default 8080, env PORT)\n"
-        "  --workers N, -w N       worker processes 0..1024, 0 = one per CPU (default 0, env WORKERS)\n"
-        "  --shutdown-timeout MS   graceful stop deadline in ms (default 10000)\n"
-        "  --help, -h              print this help and exit\n"
-        "\n"
-        "signals to the master: TERM/INT graceful stop, QUIT fast stop\n";
-    return u;
-  }
+  static std::string usage(std::string_view program);
 
  private:
-  template <class T, class U>
-  static void in_range(const char* name, T value, U lo, U hi, const char* unit = "") {
-    using C = std::common_type_t<T, U>;
-    if (static_cast<C>(value) < static_cast<C>(lo) || static_cast<C>(value) > static_cast<C>(hi))
-      throw option_error(name, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]" +
-                                   unit + ", got " + std::to_string(value));
+  static std::string number(double v) {
+    if (v == std::floor(v) && std::fabs(v) < 1e18) return std::to_string(static_cast<long long>(v));
+    std::string s = std::to_string(v);
+    while (s.back() == '0') s.pop_back();
+    if (s.back() == '.') s.pop_back();
+    return s;
   }
 
-  static int parse_int(const std::string& name, std::string_view text, int lo, int hi) {
-    long long v = 0;
+  static std::string range_text(const spec& s) {
+    std::string t = "[" + number(s.lo) + ", " + number(s.hi) + "]";
+    if (*s.unit) t += std::string(" ") + s.unit;
+    return t;
+  }
+
+  static void check(const spec& s, const std::string& as, double v) {
+    if (!(v >= s.lo && v <= s.hi))
+      throw option_error(as, "must be in " + range_text(s) + ", got " + number(v));
+  }
+
+  static double parse_number(const spec& s, const std::string& as, std::string_view text) {
+    double v = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || v < lo || v > hi)
-      throw option_error(name, "expects an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                                   "], got '" + std::string(text) + "'");
-    return static_cast<int>(v);
+    bool bad = text.empty() || ec != std::errc{} || end != text.data() + text.size() ||
+               (s.integer && v != std::floor(v));
+    if (bad || !(v >= s.lo && v <= s.hi))
+      throw option_error(as, std::string("expects ") + (s.integer ? "an integer" : "a number") + " in " +
+                                 range_text(s) + ", got '" + std::string(text) + "'");
+    return v;
   }
 };
 
+namespace detail {
+template <auto member>
+constexpr double get_option(const options& o) {
+  const auto& v = o.*member;
+  if constexpr (requires { v.count(); })
+    return static_cast<double>(v.count());
+  else
+    return static_cast<double>(v);
+}
+template <auto member>
+constexpr void set_option(options& o, double v) {
+  auto& f = o.*member;
+  using T = std::remove_reference_t<decltype(f)>;
+  if constexpr (requires { f.count(); })
+    f = T(static_cast<typename T::rep>(v));
+  else
+    f = static_cast<T>(v);
+}
+}  // namespace detail
+
+inline std::span<const options::spec> options::specs() {
+  using o = options;
+  constexpr double hour = 3'600'000, mib = 1 << 20, gib4 = 4294967296.0, big = 9007199254740992.0;
+#define CLUSTER_OPTION(field, flag, env, lo, hi, unit, help) \
+  spec{#field, flag, env, lo, hi, unit, help, &detail::get_option<&o::field>, &detail::set_option<&o::field>}
+  static const spec table[] = {
+      CLUSTER_OPTION(workers, "--workers", "WORKERS", 0, 1024, "", "worker processes, 0 = one per CPU"),
+      CLUSTER_OPTION(port, "--port", "PORT", 0, 65535, "", "TCP port, 0 = any free port"),
+      CLUSTER_OPTION(backlog, "--backlog", nullptr, 1, 65535, "", "accept queue per worker slot"),
+      CLUSTER_OPTION(max_target, "--max-target", nullptr, 16, mib, "bytes", "longest request-target (414)"),
+      CLUSTER_OPTION(max_header_bytes, "--max-header-bytes", nullptr, 256, mib, "bytes",
+                     "longest request line + headers (431)"),
+      CLUSTER_OPTION(max_headers, "--max-headers", nullptr, 1, 10000, "", "most header fields (431)"),
+      CLUSTER_OPTION(max_body, "--max-body", nullptr, 0, gib4, "bytes", "largest request body (413)"),
+      CLUSTER_OPTION(max_connections, "--max-connections", nullptr, 1, 1'000'000, "", "open connections per worker"),
+      CLUSTER_OPTION(header_timeout, "--header-timeout", nullptr, 1, hour, "ms", "time to receive the headers (408)"),
+      CLUSTER_OPTION(body_timeout, "--body-timeout", nullptr, 1, hour, "ms", "longest pause within a body (408)"),
+      CLUSTER_OPTION(idle_timeout, "--idle-timeout", nullptr, 1, hour, "ms", "keep-alive wait for the next request"),
+      CLUSTER_OPTION(write_timeout, "--write-timeout", nullptr, 1, hour, "ms", "longest stall of a client not reading"),
+      CLUSTER_OPTION(shutdown_timeout, "--shutdown-timeout", nullptr, 0, hour, "ms", "graceful stop deadline"),
+      CLUSTER_OPTION(restart_delay, "--restart-delay", nullptr, 0, 60'000, "ms", "first respawn backoff delay"),
+      spec{"restart_factor", "--restart-factor", nullptr, 1, 10, "", "backoff growth per early failure",
+           &detail::get_option<&o::restart_factor>, &detail::set_option<&o::restart_factor>, false},
+      CLUSTER_OPTION(restart_max_delay, "--restart-max-delay", nullptr, 0, 600'000, "ms", "respawn backoff cap"),
+      CLUSTER_OPTION(healthy_after, "--healthy-after", nullptr, 1, hour, "ms", "uptime that resets the backoff"),
+      CLUSTER_OPTION(crash_limit, "--crash-limit", nullptr, 1, 100'000, "", "early exits that stop the service"),
+      CLUSTER_OPTION(crash_window, "--crash-window", nullptr, 1, hour, "ms", "window of the crash-loop breaker"),
+      CLUSTER_OPTION(start_timeout, "--start-timeout", nullptr, 1, hour, "ms", "time for a new worker to be ready"),
+      CLUSTER_OPTION(heartbeat_interval, "--heartbeat-interval", nullptr, 10, 60'000, "ms", "heartbeat period"),
+      CLUSTER_OPTION(hang_timeout, "--hang-timeout", nullptr, 0, hour, "ms", "stalled heartbeat = hung, 0 = off"),
+      CLUSTER_OPTION(kill_grace, "--kill-grace", nullptr, 0, 60'000, "ms", "SIGABRT/deadline to SIGKILL"),
+      CLUSTER_OPTION(max_requests, "--max-requests", nullptr, 0, big, "", "recycle a worker after N requests, 0 = off"),
+      CLUSTER_OPTION(max_requests_jitter, "--max-requests-jitter", nullptr, 0, big, "", "random extra requests"),
+      CLUSTER_OPTION(max_memory, "--max-memory", nullptr, 0, big, "bytes", "recycle above this RSS, 0 = off"),
+  };
+#undef CLUSTER_OPTION
+  return table;
+}
+
 inline options options::from_args(int argc, const char* const* argv) { return from_args(argc, argv, options{}); }
+
+inline options options::from_args(int argc, const char* const* argv, options defaults) {
+  options o = std::move(defaults);
+  for (const spec& s : specs())
+    if (s.env)
+      if (const char* env = std::getenv(s.env); env && *env) s.set(o, parse_number(s, s.env, env));
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      o.help = true;
+      continue;
+    }
+    std::string name(arg), value;
+    bool inline_value = false;
+    if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      inline_value = true;
+    }
+    if (name == "-w") name = "--workers";
+    auto take_value = [&]() -> std::string {
+      if (inline_value) return value;
+      if (i + 1 >= argc) throw option_error(name, "expects a value (see --help)");
+      return argv[++i];
+    };
+    if (name == "--host") {
+      o.host = take_value();
+      if (o.host.empty()) throw option_error("--host", "must not be empty (e.g. 0.0.0.0, ::, 127.0.0.1)");
+      continue;
+    }
+    const spec* found = nullptr;
+    for (const spec& s : specs())
+      if (name == s.flag) found = &s;
+    if (!found) throw option_error(name, "unknown option (see --help)");
+    found->set(o, parse_number(*found, name, take_value()));
+  }
+  return o;
+}
+
+inline std::string options::usage(std::string_view program) {
+  std::string u = "usage: ";
+  u += program;
+  u += " [options]\n\n  --host ADDR                address to listen on (default 0.0.0.0)\n";
+  options defaults;
+  for (const spec& s : specs()) {
+    std::string left = std::string("  ") + s.flag + (s.integer ? " N" : " X");
+    if (left.size() < 29) left.resize(29, ' ');
+    u += left + s.help + "; " + (*s.unit ? std::string(s.unit) + ", " : "") + number(s.lo) + ".." + number(s.hi) +
+         ", default " + number(s.get(defaults)) + (s.env ? std::string(", env ") + s.env : "") + "\n";
+  }
+  u +=
+      "  --help, -h                 print this help and exit\n"
+      "\n"
+      "signals to the master: TERM/INT graceful stop, QUIT fast stop, HUP rolling reload,\n"
+      "TTIN one more worker, TTOU one fewer\n";
+  return u;
+}
 
 }  // namespace cluster

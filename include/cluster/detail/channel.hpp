@@ -16,8 +16,12 @@ namespace cluster::detail {
 
 /// What a message on the control channel means.
 enum class message_kind : std::uint16_t {
-  ready = 1,  ///< worker -> master: accepting connections
-  drain = 2,  ///< master -> worker: stop accepting, finish, exit 0
+  ready = 1,    ///< worker -> master: accepting connections
+  drain = 2,    ///< master -> worker: stop accepting, finish, exit 0
+  retire = 3,   ///< master -> worker: take what is queued on the slot, then drain
+  recycle = 4,  ///< worker -> master: replace me (max_requests reached)
+  reload = 5,   ///< worker -> master: start a rolling reload
+  scale = 6,    ///< worker -> master: set the worker count to `type`
 };
 
 /// The fixed header of every control message. Never trusted as received: see
@@ -66,8 +70,8 @@ inline bool parse_header(std::span<const char> bytes, message_header& out) noexc
   std::memcpy(&out, bytes.data(), sizeof out);
   if (out.magic != message_header::magic_value) return false;
   if (out.length != bytes.size() - sizeof(message_header)) return false;
-  return out.kind == static_cast<std::uint16_t>(message_kind::ready) ||
-         out.kind == static_cast<std::uint16_t>(message_kind::drain);
+  return out.kind >= static_cast<std::uint16_t>(message_kind::ready) &&
+         out.kind <= static_cast<std::uint16_t>(message_kind::scale);
 }
 
 }  // namespace cluster::detail
