@@ -3,6 +3,7 @@
 
 #include <cluster/handler.hpp>
 #include <cluster/headers.hpp>
+#include <cluster/lifecycle.hpp>
 #include <cluster/options.hpp>
 #include <cluster/request.hpp>
 #include <cluster/response.hpp>

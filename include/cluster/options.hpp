@@ -113,7 +113,7 @@ struct options {
   /// core or a stack trace), then SIGKILL after kill_grace, and is replaced.
   /// 0 disables hang detection; otherwise 50 ms..1 h.
   std::chrono::milliseconds hang_timeout{30'000};
-  /// Time between SIGABRT (hang) or the stop deadline and SIGKILL, 0 ms..1 min.
+  /// Time between SIGABRT to a hung worker and SIGKILL, 0 ms..1 min.
   std::chrono::milliseconds kill_grace{2'000};
   /// Replace a worker after it answered this many requests (0: never); the
   /// new worker is ready before the old one drains. 0..2^53.
@@ -277,7 +277,7 @@ inline std::span<const options::spec> options::specs() {
       CLUSTER_OPTION(start_timeout, "--start-timeout", nullptr, 1, hour, "ms", "time for a new worker to be ready"),
       CLUSTER_OPTION(heartbeat_interval, "--heartbeat-interval", nullptr, 10, 60'000, "ms", "heartbeat period"),
       CLUSTER_OPTION(hang_timeout, "--hang-timeout", nullptr, 0, hour, "ms", "stalled heartbeat = hung, 0 = off"),
-      CLUSTER_OPTION(kill_grace, "--kill-grace", nullptr, 0, 60'000, "ms", "SIGABRT/deadline to SIGKILL"),
+      CLUSTER_OPTION(kill_grace, "--kill-grace", nullptr, 0, 60'000, "ms", "SIGABRT of a hung worker to SIGKILL"),
       CLUSTER_OPTION(max_requests, "--max-requests", nullptr, 0, big, "", "recycle a worker after N requests, 0 = off"),
       CLUSTER_OPTION(max_requests_jitter, "--max-requests-jitter", nullptr, 0, big, "", "random extra requests"),
       CLUSTER_OPTION(max_memory, "--max-memory", nullptr, 0, big, "bytes", "recycle above this RSS, 0 = off"),

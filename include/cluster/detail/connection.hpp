@@ -8,6 +8,7 @@
 #include <cluster/detail/log.hpp>
 #include <cluster/detail/parser.hpp>
 #include <cluster/detail/serialize.hpp>
+#include <cluster/detail/shared_region.hpp>
 #include <cluster/handler.hpp>
 #include <cluster/options.hpp>
 
@@ -51,10 +52,25 @@ struct server_state {
   connection_link connections;  ///< sentinel of the open connection list
   std::size_t open = 0;         ///< open connections
   bool draining = false;        ///< finish what is in flight, then close
+  /// This process's cell in the shared region (requests answered, heartbeat),
+  /// or nullptr outside a cluster.
+  worker_cell* cell = nullptr;
+  /// Requests after which the worker asks to be replaced; 0: never.
+  std::uint64_t request_limit = 0;
   /// Called whenever a connection closes (the accept loop waits on it at the
   /// connection limit, a drain waits for the last one).
   void (*on_close)(void*) = nullptr;
-  void* on_close_arg = nullptr;
+  /// Called once when request_limit is reached.
+  void (*on_request_limit)(void*) = nullptr;
+  void* owner = nullptr;  ///< argument of the callbacks
+
+  /// Counts an answered request.
+  void count_request() noexcept {
+    if (!cell) return;
+    worker_cell::bump(cell->requests);
+    if (request_limit != 0 && cell->requests.load(std::memory_order_relaxed) == request_limit && on_request_limit)
+      on_request_limit(owner);
+  }
 };
 
 class connection : public connection_link, public std::enable_shared_from_this<connection> {
@@ -68,7 +84,7 @@ class connection : public connection_link, public std::enable_shared_from_this<c
   ~connection() {
     unlink();
     --state_.open;
-    if (state_.on_close) state_.on_close(state_.on_close_arg);
+    if (state_.on_close) state_.on_close(state_.owner);
   }
 
   connection(const connection&) = delete;
@@ -178,6 +194,7 @@ class connection : public connection_link, public std::enable_shared_from_this<c
     f.close = close;
     f.keep_alive_10 = !close && req.version_minor() == 0;
     serialize(out_, res, f, state_.dates.line());
+    state_.count_request();
     co_return close;
   }
 

@@ -1,34 +1,45 @@
 // The master: binds one listening socket per slot, forks a worker into each
 // slot, and supervises them from a single-threaded io_context: signals through
-// a signalfd, one control channel per worker, timers for respawns and the
-// stop deadline. It never serves requests itself.
+// a signalfd, one control channel per worker, one supervision tick for
+// deadlines and heartbeats. It never serves requests itself.
 #pragma once
 
 #include <cluster/detail/asio.hpp>
 #include <cluster/detail/channel.hpp>
+#include <cluster/detail/control.hpp>
 #include <cluster/detail/listener.hpp>
 #include <cluster/detail/log.hpp>
 #include <cluster/detail/process.hpp>
+#include <cluster/detail/shared_region.hpp>
 #include <cluster/detail/worker.hpp>
 #include <cluster/options.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <deque>
+#include <fstream>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
+#include <linux/filter.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 namespace cluster::detail {
 
+/// Most slots a cluster can grow to (options::workers and scale()).
+inline constexpr int max_slots = 1024;
+
 template <class Handler>
-class Cluster {
+class Cluster final : private control {
  public:
-  Cluster(Handler& handler, options opts) : handler_(handler), opts_(std::move(opts)) { opts_.validate(); }
+  Cluster(Handler& handler, options opts)
+      : handler_(handler), opts_(std::move(opts)), cells_((opts_.validate(), 3 * max_slots + 64)) {}
 
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
@@ -38,11 +49,19 @@ class Cluster {
       if (s.listen_fd >= 0) ::close(s.listen_fd);
   }
 
-  /// Runs the cluster until it is stopped; returns the exit code (0 after a
-  /// clean stop).
+  /// Runs the cluster until it is stopped; returns the exit code: 0 after a
+  /// clean stop, 1 when workers had to be killed at the stop deadline, 3 when
+  /// the crash-loop breaker gave up.
   int run() {
-    open_listeners();
-    const sigset_t handled = signal_set_of({SIGCHLD, SIGTERM, SIGINT, SIGQUIT});
+    address_ = resolve_listen_address(opts_.host, opts_.port);
+    port_ = opts_.port;
+    for (int i = 0; i < opts_.effective_workers(); ++i) add_slot();
+    target_ = active_slots();
+    steer();
+    if (opts_.on_master_start) opts_.on_master_start();
+
+    const sigset_t handled = signal_set_of(
+        {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH});
     sigset_t previous;
     ::sigprocmask(SIG_BLOCK, &handled, &previous);
     struct sigaction old_pipe{};
@@ -50,19 +69,20 @@ class Cluster {
     ignore.sa_handler = SIG_IGN;
     ::sigaction(SIGPIPE, &ignore, &old_pipe);
     signals_.assign(open_signalfd(handled));
+    current_control() = this;
 
-    log_line("master", "starting " + std::to_string(slots_.size()) + " workers on " +
-                           address_.to_string(port_));
-    for (slot& s : slots_) pending_.push_back(s.index);
+    log_line("master", "starting " + std::to_string(slots_.size()) + " workers on " + address_.to_string(port_));
+    for (slot& s : slots_) pending_.push_back({s.index, false});
     asio::co_spawn(io_, read_signals(), asio::detached);
+    asio::co_spawn(io_, supervise(), asio::detached);
     // Forks happen here, between handlers, never inside one: the child then
     // starts from a plain stack with no Asio frame of the master above it.
     while (!finished_) {
       fork_pending();
-      if (finished_) break;
-      if (io_.run_one() == 0) break;
+      if (finished_ || io_.run_one() == 0) break;
     }
 
+    current_control() = nullptr;
     asio::error_code ignored;
     signals_.close(ignored);
     ::sigaction(SIGPIPE, &old_pipe, nullptr);
@@ -71,47 +91,111 @@ class Cluster {
   }
 
  private:
+  enum class phase { starting, ready, draining };
+
+  struct worker {
+    pid_t pid = -1;
+    int slot = 0;
+    std::size_t cell = 0;
+    phase state = phase::starting;
+    clock::time_point started{};
+    clock::time_point deadline = clock::time_point::max();  // drain deadline
+    clock::time_point aborted_at{};                          // SIGABRT for a hang
+    bool aborted = false;
+    bool killed = false;
+    bool expected = false;  // the master asked it to go
+    std::shared_ptr<asio::posix::stream_descriptor> channel;
+  };
+
   struct slot {
     int index = 0;
     int listen_fd = -1;
-    pid_t pid = -1;
-    bool ready = false;
-    clock::time_point started{};
+    pid_t current = -1;    // the worker serving the slot
+    pid_t successor = -1;  // a new worker that replaces `current` once ready
+    bool retiring = false;
+    bool removed = false;
+    int early_failures = 0;  // consecutive
     int restarts = 0;
-    int quick_failures = 0;  // consecutive exits soon after start
-    std::shared_ptr<asio::posix::stream_descriptor> channel;
     std::unique_ptr<asio::steady_timer> respawn;
   };
 
-  void open_listeners() {
-    int count = opts_.effective_workers();
-    address_ = resolve_listen_address(opts_.host, opts_.port);
-    port_ = opts_.port;
-    slots_.resize(static_cast<std::size_t>(count));
-    for (int i = 0; i < count; ++i) {
-      slot& s = slots_[static_cast<std::size_t>(i)];
-      s.index = i;
-      s.listen_fd = open_listener(address_, port_, opts_.backlog);
-      if (i == 0 && port_ == 0) {
-        // Every other slot joins the port the kernel picked for the first.
-        port_ = bound_port(s.listen_fd);
-        address_.set_port(port_);
-      }
+  struct fork_request {
+    int slot;
+    bool successor;
+  };
+
+  // --- Slots and sockets -----------------------------------------------------
+
+  void add_slot() {
+    slot s;
+    s.index = static_cast<int>(slots_.size());
+    s.listen_fd = open_listener(address_, port_, opts_.backlog);
+    if (port_ == 0) {
+      // Every other slot joins the port the kernel picked for the first.
+      port_ = bound_port(s.listen_fd);
+      address_.set_port(port_);
+    }
+    slots_.push_back(std::move(s));
+  }
+
+  int active_slots() const {
+    return static_cast<int>(std::count_if(slots_.begin(), slots_.end(), [](const slot& s) { return !s.retiring; }));
+  }
+
+  // Steers new connections to the active slots only: a reuseport BPF program
+  // picks socket (hash % active), so a retiring slot's socket gets nothing new
+  // while its worker takes what is already queued. Sockets of active slots are
+  // never closed while the master runs, so they keep the lowest indices in
+  // the kernel's reuseport group.
+  void steer() {
+    if (slots_.empty()) return;
+    sock_filter code[] = {
+        {BPF_LD | BPF_W | BPF_ABS, 0, 0, static_cast<__u32>(SKF_AD_OFF + SKF_AD_RXHASH)},
+        {BPF_ALU | BPF_MOD | BPF_K, 0, 0, static_cast<__u32>(active_slots())},
+        {BPF_RET | BPF_A, 0, 0, 0},
+    };
+    sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+    if (::setsockopt(slots_.front().listen_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0 &&
+        !steering_warned_) {
+      steering_warned_ = true;
+      log_line("master", std::string("cannot steer connections between slots (") + std::strerror(errno) +
+                             "); removing a slot may reset connections queued on it");
     }
   }
 
+  void remove_retired_slots() {
+    while (!slots_.empty() && slots_.back().removed) {
+      if (slots_.back().listen_fd >= 0) ::close(slots_.back().listen_fd);
+      slots_.pop_back();
+    }
+  }
+
+  // --- Forking ---------------------------------------------------------------
+
   void fork_pending() {
     while (!pending_.empty() && !stopping_) {
-      int index = pending_.front();
-      pending_.erase(pending_.begin());
-      fork_worker(slots_[static_cast<std::size_t>(index)]);
+      fork_request r = pending_.front();
+      pending_.pop_front();
+      if (r.slot < static_cast<int>(slots_.size()) && !slots_[static_cast<std::size_t>(r.slot)].retiring)
+        fork_worker(slots_[static_cast<std::size_t>(r.slot)], r.successor);
     }
     pending_.clear();
   }
 
-  void fork_worker(slot& s) {
+  void fork_worker(slot& s, bool successor) {
+    std::size_t cell = take_cell();
+    cells_.cell(cell).reset();
+    worker_setup setup;
+    setup.slot = s.index;
+    setup.family = address_.family();
+    setup.listen_fd = s.listen_fd;
+    setup.cell = &cells_.cell(cell);
+    if (opts_.max_requests != 0)
+      setup.request_limit =
+          opts_.max_requests + (opts_.max_requests_jitter ? random() % (opts_.max_requests_jitter + 1) : 0);
     int fds[2];
     make_channel(fds);
+    setup.channel_fd = fds[1];
     std::fflush(nullptr);  // or buffered output would be written twice
     pid_t master = ::getpid();
     pid_t pid = ::fork();
@@ -119,129 +203,244 @@ class Cluster {
       int err = errno;
       ::close(fds[0]);
       ::close(fds[1]);
+      free_cells_.push_back(cell);
       log_line("master", "fork for slot " + std::to_string(s.index) + " failed: " + std::strerror(err));
-      schedule_respawn(s, std::chrono::milliseconds(1000));
+      if (!successor) schedule_respawn(s, std::chrono::milliseconds(1000));
       return;
     }
     if (pid == 0) {
       ::close(fds[0]);
-      int code = run_worker(s, master, fds[1]);
+      int code = run_worker(setup, master);
       std::fflush(nullptr);
       ::_exit(code);
     }
     ::close(fds[1]);
-    s.pid = pid;
-    s.ready = false;
-    s.started = clock::now();
-    s.channel = std::make_shared<asio::posix::stream_descriptor>(io_, fds[0]);
-    log_line("master", "worker " + std::to_string(s.index) + " started (pid " + std::to_string(pid) + ")");
-    asio::co_spawn(io_, read_channel(s.index, s.channel), asio::detached);
+    worker w;
+    w.pid = pid;
+    w.slot = s.index;
+    w.cell = cell;
+    w.started = clock::now();
+    w.channel = std::make_shared<asio::posix::stream_descriptor>(io_, fds[0]);
+    asio::co_spawn(io_, read_channel(pid, w.channel), asio::detached);
+    workers_.push_back(std::move(w));
+    (successor ? s.successor : s.current) = pid;
+    log_line("master", "worker " + std::to_string(s.index) + " started (pid " + std::to_string(pid) + ")" +
+                           (successor ? " to replace pid " + std::to_string(s.current) : ""));
   }
 
   // In the child: shed what belongs to the master and the other slots, then
   // serve. Never returns to the master's code.
-  int run_worker(slot& own, pid_t master, int channel_fd) noexcept {
+  int run_worker(const worker_setup& setup, pid_t master) noexcept {
     try {
-      for (slot& s : slots_) {
-        if (&s != &own && s.listen_fd >= 0) ::close(s.listen_fd);
-        if (s.channel) ::close(s.channel->native_handle());
-      }
+      for (slot& s : slots_)
+        if (s.index != setup.slot && s.listen_fd >= 0) ::close(s.listen_fd);
+      for (worker& w : workers_)
+        if (w.channel) ::close(w.channel->native_handle());
       ::close(signals_.native_handle());
+      current_control() = nullptr;
       if (!become_worker_process(master)) return 1;
-      Worker<Handler> worker(handler_, opts_, own.index, address_.family(), own.listen_fd, channel_fd);
+      Worker<Handler> worker(handler_, opts_, setup);
       return worker.run();
     } catch (const std::exception& e) {
-      log_line("worker " + std::to_string(own.index), std::string("failed: ") + e.what());
+      log_line("worker " + std::to_string(setup.slot), std::string("failed to start: ") + e.what());
       return 1;
     }
   }
 
-  asio::awaitable<void> read_channel(int index, std::shared_ptr<asio::posix::stream_descriptor> channel) {
+  std::size_t take_cell() {
+    if (!free_cells_.empty()) {
+      std::size_t c = free_cells_.back();
+      free_cells_.pop_back();
+      return c;
+    }
+    // More processes than cells can only mean many stuck drains: share the
+    // last cell rather than refuse to start a worker.
+    return next_cell_ < cells_.size() ? next_cell_++ : cells_.size() - 1;
+  }
+
+  std::uint64_t random() { return rng_(); }
+
+  // --- Worker lookup ---------------------------------------------------------
+
+  worker* find(pid_t pid) {
+    auto it = std::find_if(workers_.begin(), workers_.end(), [pid](const worker& w) { return w.pid == pid; });
+    return it == workers_.end() ? nullptr : &*it;
+  }
+  const worker* find(pid_t pid) const { return const_cast<Cluster*>(this)->find(pid); }
+
+  // The slot a worker serves, or nullptr when that slot was removed by a
+  // scale-down while the worker was still draining.
+  slot* slot_of(const worker& w) {
+    return w.slot < static_cast<int>(slots_.size()) ? &slots_[static_cast<std::size_t>(w.slot)] : nullptr;
+  }
+
+  static std::string name(const worker& w) {
+    return "worker " + std::to_string(w.slot) + " (pid " + std::to_string(w.pid) + ")";
+  }
+
+  // --- Control channel -------------------------------------------------------
+
+  asio::awaitable<void> read_channel(pid_t pid, std::shared_ptr<asio::posix::stream_descriptor> channel) {
     alignas(message_header) char buf[256];
     for (;;) {
       auto [ec] = co_await channel->async_wait(asio::posix::stream_descriptor::wait_read, use_tuple);
       if (ec || !channel->is_open()) co_return;
-      for (;;) {
+      for (int batch = 0; batch < 64; ++batch) {  // bounded: signals and timers run between batches
         ssize_t n = ::recv(channel->native_handle(), buf, sizeof buf, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
         if (n <= 0) co_return;  // the worker is exiting; SIGCHLD tells the rest
-        slot& s = slots_[static_cast<std::size_t>(index)];
+        worker* w = find(pid);
+        if (!w) co_return;
         message_header h;
-        if (!parse_header({buf, static_cast<std::size_t>(n)}, h) ||
-            h.kind != static_cast<std::uint16_t>(message_kind::ready)) {
-          log_line("master", "worker " + std::to_string(index) + " (pid " + std::to_string(s.pid) +
-                                 ") sent a malformed control message; replacing it");
-          ::kill(s.pid, SIGKILL);
+        if (!parse_header({buf, static_cast<std::size_t>(n)}, h) || !on_message(*w, h)) {
+          log_line("master", name(*w) + " sent a malformed control message; replacing it");
+          ::kill(pid, SIGKILL);
           co_return;
         }
-        on_ready(s);
       }
     }
   }
 
-  void on_ready(slot& s) {
-    s.ready = true;
-    log_line("master", "worker " + std::to_string(s.index) + " (pid " + std::to_string(s.pid) + ") ready");
+  bool on_message(worker& w, const message_header& h) {
+    switch (static_cast<message_kind>(h.kind)) {
+      case message_kind::ready: on_ready(w); return true;
+      case message_kind::recycle:
+        recycle(w, "answered " + std::to_string(cells_.cell(w.cell).requests.load(std::memory_order_relaxed)) +
+                       " requests (max_requests)");
+        return true;
+      case message_kind::reload: asio::post(io_, [this] { reload(); }); return true;
+      case message_kind::scale: asio::post(io_, [this, n = h.type] { scale(static_cast<int>(n)); }); return true;
+      default: return false;
+    }
+  }
+
+  void on_ready(worker& w) {
+    if (w.state != phase::starting) return;
+    w.state = phase::ready;
+    log_line("master", name(w) + " ready");
+    slot* s = slot_of(w);
+    if (!s) return;
+    if (s->successor == w.pid) promote(*s);
+    if (reloading_ && reload_slot_ == w.slot && s->current == w.pid) reload_next();
     if (announced_ || stopping_) return;
-    if (!std::all_of(slots_.begin(), slots_.end(), [](const slot& x) { return x.ready; })) return;
+    bool all = std::all_of(slots_.begin(), slots_.end(), [this](const slot& x) {
+      const worker* c = x.current > 0 ? find(x.current) : nullptr;
+      return x.retiring || (c && c->state == phase::ready);
+    });
+    if (!all) return;
     announced_ = true;
-    std::printf("cluster: master %d listening on http://%s with %zu workers\n", static_cast<int>(::getpid()),
-                address_.to_string(port_).c_str(), slots_.size());
+    std::printf("cluster: master %d listening on http://%s with %d workers\n", static_cast<int>(::getpid()),
+                address_.to_string(port_).c_str(), active_slots());
     std::fflush(stdout);
   }
 
-  asio::awaitable<void> read_signals() {
-    for (;;) {
-      auto [ec] = co_await signals_.async_wait(asio::posix::stream_descriptor::wait_read, use_tuple);
-      if (ec) co_return;
-      signalfd_siginfo si;
-      while (::read(signals_.native_handle(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-        switch (si.ssi_signo) {
-          case SIGCHLD: reap(); break;
-          case SIGTERM:
-          case SIGINT: graceful_stop(static_cast<int>(si.ssi_signo)); break;
-          case SIGQUIT: fast_stop("SIGQUIT"); break;
-          default: break;
-        }
-      }
-      if (finished_) co_return;
-    }
+  // The successor is ready: it becomes the slot's worker and the old one
+  // drains. Both accept from the same socket meanwhile, so nothing is lost.
+  void promote(slot& s) {
+    pid_t old = s.current;
+    s.current = s.successor;
+    s.successor = -1;
+    if (worker* o = old > 0 ? find(old) : nullptr) drain(*o, "replaced by pid " + std::to_string(s.current));
   }
+
+  void drain(worker& w, const std::string& why) {
+    if (w.state == phase::draining) return;
+    w.state = phase::draining;
+    w.expected = true;
+    w.deadline = clock::now() + opts_.shutdown_timeout;
+    log_line("master", name(w) + " draining: " + why);
+    if (!w.channel || send_message(w.channel->native_handle(), message_kind::drain) != 0) ::kill(w.pid, SIGTERM);
+  }
+
+  // --- Exits and respawns ----------------------------------------------------
 
   void reap() {
     int status = 0;
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-      auto it = std::find_if(slots_.begin(), slots_.end(), [pid](const slot& s) { return s.pid == pid; });
-      if (it == slots_.end()) continue;
-      slot& s = *it;
-      auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - s.started);
-      log_line("master", "worker " + std::to_string(s.index) + " (pid " + std::to_string(pid) + ") " +
-                             describe_wait_status(status) + " after " + std::to_string(uptime.count()) + " ms");
-      s.pid = -1;
-      s.ready = false;
-      if (s.channel) {
-        asio::error_code ignored;
-        s.channel->close(ignored);
-        s.channel.reset();
-      }
-      if (stopping_) continue;
-      ++s.restarts;
-      // A worker that dies soon after starting is likely to die again: back
-      // off so a crash loop does not spin the machine.
-      if (uptime >= std::chrono::seconds(1)) s.quick_failures = 0;
-      auto delay = s.quick_failures == 0 ? std::chrono::milliseconds(0)
-                                         : std::chrono::milliseconds(100 << std::min(s.quick_failures - 1, 6));
-      ++s.quick_failures;
-      schedule_respawn(s, delay);
+      worker* w = find(pid);
+      if (w) on_exit(*w, status);
     }
-    if (stopping_ && live_workers() == 0) finish();
+    if (stopping_ && workers_.empty()) finish();
+  }
+
+  void on_exit(worker& w, int status) {
+    auto now = clock::now();
+    auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(now - w.started);
+    slot* sp = slot_of(w);
+    worker_exit info;
+    info.slot = w.slot;
+    info.pid = w.pid;
+    info.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    info.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    info.uptime = uptime;
+    info.expected = w.expected || stopping_;
+    bool was_ready = w.state != phase::starting;
+    log_line("master", name(w) + " " + describe_wait_status(status) + " after " + std::to_string(uptime.count()) +
+                           " ms" + (was_ready ? "" : " (before it was ready)"));
+    if (w.channel) {
+      asio::error_code ignored;
+      w.channel->close(ignored);
+    }
+    free_cells_.push_back(w.cell);
+    pid_t pid = w.pid;
+    std::erase_if(workers_, [pid](const worker& x) { return x.pid == pid; });  // `w` is gone from here on
+    if (opts_.on_worker_exit) {
+      try {
+        opts_.on_worker_exit(info);
+      } catch (const std::exception& e) {
+        log_line("master", std::string("on_worker_exit hook threw: ") + e.what());
+      }
+    }
+
+    if (!sp) return;
+    slot& s = *sp;
+    if (s.successor == pid) {
+      // A replacement died before it was ready: the old worker keeps serving.
+      s.successor = -1;
+      if (!info.expected) record_failure(info, false);
+      if (reloading_ && reload_slot_ == s.index)
+        abort_reload("the new worker for slot " + std::to_string(s.index) + " " + describe_wait_status(status) +
+                     " before it was ready");
+      else if (!stopping_)
+        log_line("master", "replacement for slot " + std::to_string(s.index) + " failed; pid " +
+                               std::to_string(s.current) + " keeps serving");
+    } else if (s.current == pid) {
+      s.current = -1;
+      if (!s.retiring && !stopping_) {
+        if (s.successor > 0) {
+          s.current = s.successor;  // it was about to take over anyway
+          s.successor = -1;
+        } else {
+          bool early = !was_ready || uptime < opts_.healthy_after;
+          s.early_failures = early ? s.early_failures + 1 : 0;
+          ++s.restarts;
+          if (early && !info.expected) record_failure(info, was_ready);
+          if (!finished_ && !stopping_) schedule_respawn(s, respawn_delay(s.early_failures));
+        }
+      }
+    }
+    if (s.retiring && s.current < 0 && s.successor < 0) {
+      s.removed = true;
+      remove_retired_slots();
+      apply_scale();
+    }
+  }
+
+  // Exponential backoff with ±20% jitter; the first early failure after a
+  // healthy run respawns at once.
+  std::chrono::milliseconds respawn_delay(int early_failures) {
+    if (early_failures <= 1) return std::chrono::milliseconds(0);
+    double ms = static_cast<double>(opts_.restart_delay.count()) * std::pow(opts_.restart_factor, early_failures - 2);
+    ms = std::min(ms, static_cast<double>(opts_.restart_max_delay.count()));
+    ms *= 0.8 + 0.4 * static_cast<double>(random() % 1001) / 1000.0;
+    return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
   }
 
   void schedule_respawn(slot& s, std::chrono::milliseconds delay) {
     if (delay.count() == 0) {
       log_line("master", "respawning worker " + std::to_string(s.index));
-      pending_.push_back(s.index);
+      pending_.push_back({s.index, false});
       return;
     }
     log_line("master", "respawning worker " + std::to_string(s.index) + " in " + std::to_string(delay.count()) +
@@ -249,55 +448,275 @@ class Cluster {
     if (!s.respawn) s.respawn = std::make_unique<asio::steady_timer>(io_);
     s.respawn->expires_after(delay);
     s.respawn->async_wait([this, index = s.index](const asio::error_code& ec) {
-      if (!ec && !stopping_) pending_.push_back(index);
+      if (ec || stopping_ || index >= static_cast<int>(slots_.size())) return;
+      slot& target = slots_[static_cast<std::size_t>(index)];
+      if (target.current < 0 && !target.retiring) pending_.push_back({index, false});
     });
   }
 
-  std::size_t live_workers() const {
-    return static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(), [](const slot& s) { return s.pid > 0; }));
+  // The crash-loop breaker: too many early exits within the window stop the
+  // service instead of letting it spin.
+  void record_failure(const worker_exit& info, bool was_ready) {
+    auto now = clock::now();
+    failures_.push_back(now);
+    while (!failures_.empty() && now - failures_.front() > opts_.crash_window) failures_.pop_front();
+    if (static_cast<int>(failures_.size()) < opts_.crash_limit || stopping_) return;
+    std::string last = "worker " + std::to_string(info.slot) + " " +
+                       (info.signal ? "was killed by " + signal_name(info.signal)
+                                    : "exited with code " + std::to_string(info.exit_code)) +
+                       (was_ready ? "" : " before it was ready");
+    log_line("master", "crash loop: " + std::to_string(failures_.size()) + " worker failures within " +
+                           std::to_string(opts_.crash_window.count()) + " ms (last: " + last +
+                           "); giving up (crash_limit " + std::to_string(opts_.crash_limit) + ")");
+    exit_code_ = 3;
+    stop_now("crash loop");
+  }
+
+  // --- Reload, recycle, scale --------------------------------------------------
+
+  bool reload() override {
+    if (stopping_) return false;
+    if (reloading_) {
+      log_line("master", "reload already in progress; request ignored");
+      return true;
+    }
+    reloading_ = true;
+    reload_queue_.clear();
+    for (const slot& s : slots_)
+      if (!s.retiring) reload_queue_.push_back(s.index);
+    log_line("master", "reload begun: " + std::to_string(reload_queue_.size()) + " slots, one at a time");
+    hook_reload(reload_event::begun);
+    reload_next();
+    return true;
+  }
+
+  void reload_next() {
+    while (!reload_queue_.empty()) {
+      int index = reload_queue_.front();
+      reload_queue_.pop_front();
+      if (index >= static_cast<int>(slots_.size())) continue;
+      slot& s = slots_[static_cast<std::size_t>(index)];
+      // A slot without a live worker gets a fresh one from its respawn anyway.
+      if (s.retiring || s.current < 0 || s.successor > 0) continue;
+      reload_slot_ = index;
+      pending_.push_back({index, true});
+      return;
+    }
+    reloading_ = false;
+    reload_slot_ = -1;
+    log_line("master", "reload finished");
+    hook_reload(reload_event::finished);
+  }
+
+  void abort_reload(const std::string& why) {
+    reloading_ = false;
+    reload_slot_ = -1;
+    reload_queue_.clear();
+    log_line("master", "reload aborted: " + why + "; the old workers keep serving");
+    hook_reload(reload_event::aborted);
+  }
+
+  void hook_reload(reload_event e) {
+    if (!opts_.on_reload) return;
+    try {
+      opts_.on_reload(e);
+    } catch (const std::exception& ex) {
+      log_line("master", std::string("on_reload hook threw: ") + ex.what());
+    }
+  }
+
+  // Replace one worker: its successor is ready before it drains.
+  void recycle(worker& w, const std::string& why) {
+    slot* sp = slot_of(w);
+    if (!sp) return;
+    slot& s = *sp;
+    if (stopping_ || s.retiring || s.current != w.pid || s.successor > 0 || w.state != phase::ready) return;
+    log_line("master", name(w) + " " + why + "; starting its replacement");
+    pending_.push_back({s.index, true});
+  }
+
+  bool scale(int workers) override {
+    if (stopping_ || workers < 1 || workers > max_slots) return false;
+    target_ = workers;
+    apply_scale();
+    return true;
+  }
+
+  void apply_scale() {
+    if (stopping_ || target_ <= 0) return;
+    int active = active_slots();
+    bool changed = false;
+    while (active < target_) {
+      if (active != static_cast<int>(slots_.size())) {
+        log_line("master", "scaling up waits for the retiring slot to finish draining");
+        break;
+      }
+      try {
+        add_slot();
+      } catch (const std::exception& e) {
+        log_line("master", std::string("cannot add a slot: ") + e.what());
+        target_ = active;
+        break;
+      }
+      ++active;
+      steer();
+      pending_.push_back({static_cast<int>(slots_.size()) - 1, false});
+      changed = true;
+    }
+    while (active > target_) {
+      slot& s = slots_[static_cast<std::size_t>(active - 1)];
+      s.retiring = true;
+      --active;
+      steer();
+      if (s.respawn) s.respawn->cancel();
+      if (worker* succ = s.successor > 0 ? find(s.successor) : nullptr) {
+        succ->expected = true;
+        ::kill(succ->pid, SIGKILL);
+      }
+      if (worker* cur = s.current > 0 ? find(s.current) : nullptr) {
+        cur->expected = true;
+        cur->state = phase::draining;
+        cur->deadline = clock::now() + opts_.shutdown_timeout;
+        log_line("master", name(*cur) + " retiring: slot " + std::to_string(s.index) + " is being removed");
+        if (!cur->channel || send_message(cur->channel->native_handle(), message_kind::retire) != 0)
+          ::kill(cur->pid, SIGTERM);
+      } else if (s.successor < 0) {
+        s.removed = true;
+      }
+      changed = true;
+    }
+    remove_retired_slots();
+    if (changed) log_line("master", "scaled to " + std::to_string(active) + " workers");
+  }
+
+  // --- Supervision tick: start deadlines, hangs, drain deadlines, memory ------
+
+  asio::awaitable<void> supervise() {
+    asio::steady_timer timer(io_);
+    auto period = std::clamp(opts_.heartbeat_interval / 2, std::chrono::milliseconds(10),
+                             std::chrono::milliseconds(250));
+    auto next_memory_check = clock::now();
+    while (!finished_) {
+      timer.expires_after(period);
+      auto [ec] = co_await timer.async_wait(use_tuple);
+      if (ec || finished_) co_return;
+      auto now = clock::now();
+      std::int64_t now_ns = monotonic_ns();
+      bool check_memory = opts_.max_memory != 0 && now >= next_memory_check;
+      if (check_memory) next_memory_check = now + std::chrono::seconds(1);
+      for (worker& w : workers_) {
+        if (w.killed) continue;
+        if (w.state == phase::starting && now - w.started > opts_.start_timeout) {
+          log_line("master", name(w) + " not ready after " + std::to_string(opts_.start_timeout.count()) +
+                                 " ms; killing it");
+          kill_worker(w);
+          continue;
+        }
+        if (w.state == phase::draining && now > w.deadline) {
+          log_line("master", name(w) + " still busy at its drain deadline; killing it");
+          if (stopping_) exit_code_ = std::max(exit_code_, 1);
+          kill_worker(w);
+          continue;
+        }
+        check_heartbeat(w, now, now_ns);
+        if (check_memory && w.state == phase::ready) {
+          std::uint64_t rss = resident_bytes(w.pid);
+          if (rss > opts_.max_memory)
+            recycle(w, "uses " + std::to_string(rss >> 20) + " MiB resident (max_memory " +
+                           std::to_string(opts_.max_memory >> 20) + " MiB)");
+        }
+      }
+    }
+  }
+
+  void check_heartbeat(worker& w, clock::time_point now, std::int64_t now_ns) {
+    if (opts_.hang_timeout.count() == 0 || w.state == phase::starting) return;
+    if (w.aborted) {
+      if (now - w.aborted_at > opts_.kill_grace) {
+        log_line("master", name(w) + " did not exit after SIGABRT; killing it");
+        kill_worker(w);
+      }
+      return;
+    }
+    std::int64_t beat = cells_.cell(w.cell).heartbeat_ns.load(std::memory_order_relaxed);
+    auto stalled = std::chrono::nanoseconds(now_ns - beat);
+    if (beat == 0 || stalled <= opts_.hang_timeout) return;
+    log_line("master", name(w) + " unresponsive: no heartbeat for " +
+                           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(stalled).count()) +
+                           " ms; sending SIGABRT");
+    w.aborted = true;
+    w.aborted_at = now;
+    ::kill(w.pid, SIGABRT);
+  }
+
+  void kill_worker(worker& w) {
+    w.killed = true;
+    ::kill(w.pid, SIGKILL);
+  }
+
+  static std::uint64_t resident_bytes(pid_t pid) {
+    std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+    std::uint64_t size = 0, resident = 0;
+    statm >> size >> resident;
+    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  }
+
+  // --- Signals and stopping ----------------------------------------------------
+
+  asio::awaitable<void> read_signals() {
+    for (;;) {
+      auto [ec] = co_await signals_.async_wait(asio::posix::stream_descriptor::wait_read, use_tuple);
+      if (ec) co_return;
+      signalfd_siginfo si;
+      while (::read(signals_.native_handle(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+        int signo = static_cast<int>(si.ssi_signo);
+        switch (signo) {
+          case SIGCHLD: reap(); break;
+          case SIGTERM:
+          case SIGINT: graceful_stop(signo); break;
+          case SIGQUIT: stop_now("SIGQUIT"); break;
+          case SIGHUP: reload(); break;
+          case SIGTTIN: scale(std::min(active_slots() + 1, max_slots)); break;
+          case SIGTTOU:
+            if (active_slots() > 1)
+              scale(active_slots() - 1);
+            else
+              log_line("master", "SIGTTOU ignored: already at one worker");
+            break;
+          default: log_line("master", signal_name(signo) + " ignored"); break;
+        }
+      }
+      if (finished_) co_return;
+    }
   }
 
   void graceful_stop(int signo) {
     if (stopping_) {
-      fast_stop(signal_name(signo) + " during a graceful stop");
+      stop_now(signal_name(signo) + " during a graceful stop");
       return;
     }
     stopping_ = true;
-    cancel_respawns();
-    log_line("master", signal_name(signo) + ": graceful stop of " + std::to_string(live_workers()) +
+    cancel_pending_work();
+    log_line("master", signal_name(signo) + ": graceful stop of " + std::to_string(workers_.size()) +
                            " workers (deadline " + std::to_string(opts_.shutdown_timeout.count()) + " ms)");
-    for (slot& s : slots_) {
-      if (s.pid <= 0) continue;
-      if (!s.channel || send_message(s.channel->native_handle(), message_kind::drain) != 0) ::kill(s.pid, SIGTERM);
-    }
-    if (live_workers() == 0) {
-      finish();
-      return;
-    }
-    deadline_.expires_after(opts_.shutdown_timeout);
-    deadline_.async_wait([this](const asio::error_code& ec) {
-      if (ec || finished_) return;
-      log_line("master", std::to_string(live_workers()) + " workers still busy at the shutdown deadline; killing them");
-      exit_code_ = 1;
-      kill_all();
-    });
+    for (worker& w : workers_) drain(w, "stopping");
+    if (workers_.empty()) finish();
   }
 
-  void fast_stop(const std::string& why) {
+  void stop_now(const std::string& why) {
     stopping_ = true;
-    cancel_respawns();
-    log_line("master", why + ": fast stop, killing " + std::to_string(live_workers()) + " workers");
-    kill_all();
-    if (live_workers() == 0) finish();
+    cancel_pending_work();
+    log_line("master", why + ": fast stop, killing " + std::to_string(workers_.size()) + " workers");
+    for (worker& w : workers_) {
+      w.expected = true;
+      kill_worker(w);
+    }
+    if (workers_.empty()) finish();
   }
 
-  void kill_all() {
-    for (slot& s : slots_)
-      if (s.pid > 0) ::kill(s.pid, SIGKILL);
-  }
-
-  void cancel_respawns() {
+  void cancel_pending_work() {
     pending_.clear();
+    if (reloading_) abort_reload("the cluster is stopping");
     for (slot& s : slots_)
       if (s.respawn) s.respawn->cancel();
   }
@@ -305,23 +724,32 @@ class Cluster {
   void finish() {
     if (finished_) return;
     finished_ = true;
-    deadline_.cancel();
-    log_line("master", exit_code_ == 0 ? "stopped" : "stopped after killing workers");
+    log_line("master", exit_code_ == 0 ? "stopped" : "stopped (exit code " + std::to_string(exit_code_) + ")");
     io_.stop();
   }
 
   Handler& handler_;
   options opts_;
-  asio::io_context io_{1};  // declared first among Asio objects: destroyed last
+  shared_region cells_;
+  asio::io_context io_{1};  // declared before every Asio object: destroyed after them
   listen_address address_;
   int port_ = 0;
   std::vector<slot> slots_;
-  std::vector<int> pending_;  // slots waiting for a fork
+  std::vector<worker> workers_;
+  std::deque<fork_request> pending_;
+  std::vector<std::size_t> free_cells_;
+  std::size_t next_cell_ = 0;
+  std::deque<clock::time_point> failures_;
+  std::deque<int> reload_queue_;
+  int reload_slot_ = -1;
+  int target_ = 0;
+  std::mt19937_64 rng_{std::random_device{}()};
   asio::posix::stream_descriptor signals_{io_};
-  asio::steady_timer deadline_{io_};
   bool announced_ = false;
+  bool reloading_ = false;
   bool stopping_ = false;
   bool finished_ = false;
+  bool steering_warned_ = false;
   int exit_code_ = 0;
 };
 

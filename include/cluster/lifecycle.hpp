@@ -1,0 +1,25 @@
+// Lifecycle requests a program can make from inside its cluster: from a
+// handler in a worker, or from a hook in the master.
+#pragma once
+
+#include <cluster/detail/control.hpp>
+
+namespace cluster {
+
+/// Starts a rolling reload (as SIGHUP does): slot by slot, a new worker is
+/// started and becomes ready before the old one drains. Returns false when
+/// called outside a running cluster, or when the request cannot be sent.
+inline bool reload() {
+  auto* c = detail::current_control();
+  return c && c->reload();
+}
+
+/// Sets the number of worker slots (as repeated SIGTTIN/SIGTTOU do), 1..1024.
+/// Returns false outside a running cluster, for a count out of range, or when
+/// the request cannot be sent.
+inline bool scale(int workers) {
+  auto* c = detail::current_control();
+  return c && workers >= 1 && workers <= 1024 && c->scale(workers);
+}
+
+}  // namespace cluster
