@@ -1,0 +1,79 @@
+// A test server for lifecycle tests: it tells which worker answered, can be
+// slow, hang, crash, and can ask for a reload or a scale from a handler.
+//   GET /            "pid <pid> slot <slot>\n"
+//   GET /slow?ms=N   answers after N ms (an async wait; the loop stays free)
+//   GET /hang        blocks the worker's event loop forever
+//   GET /crash       aborts the worker process
+//   GET /reload      cluster::reload()       GET /scale?n=N  cluster::scale(N)
+// Its own flags, before the standard ones: --crash-at-start (every worker's
+// start hook throws). Hooks print "hook: ..." lines on stderr.
+#include <cluster/cluster.hpp>
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <unistd.h>
+
+namespace {
+
+int my_slot = -1;
+
+int query_int(std::string_view query, std::string_view key, int fallback) {
+  auto pos = query.find(key);
+  if (pos == std::string_view::npos) return fallback;
+  auto text = query.substr(pos + key.size());
+  int v = fallback;
+  std::from_chars(text.data(), text.data() + text.size(), v);
+  return v;
+}
+
+asio::awaitable<cluster::response> handle(cluster::request& req) {
+  auto path = req.path();
+  if (path == "/slow") {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    t.expires_after(std::chrono::milliseconds(query_int(req.query(), "ms=", 100)));
+    co_await t.async_wait(asio::use_awaitable);
+  } else if (path == "/hang") {
+    for (;;) ::pause();  // blocks the event loop; the heartbeat stops
+  } else if (path == "/crash") {
+    std::abort();
+  } else if (path == "/reload") {
+    co_return cluster::response::text(cluster::reload() ? "reload requested\n" : "no cluster\n");
+  } else if (path == "/scale") {
+    co_return cluster::response::text(cluster::scale(query_int(req.query(), "n=", 1)) ? "scale requested\n"
+                                                                                       : "refused\n");
+  }
+  co_return cluster::response::text("pid " + std::to_string(::getpid()) + " slot " + std::to_string(my_slot) + "\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool crash_at_start = false;
+  std::vector<const char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--crash-at-start")
+      crash_at_start = true;
+    else
+      args.push_back(argv[i]);
+  }
+  cluster::options defaults;
+  defaults.on_master_start = [] { std::fprintf(stderr, "hook: master_start pid %d\n", static_cast<int>(::getpid())); };
+  defaults.on_worker_start = [crash_at_start](int slot) {
+    if (crash_at_start) throw std::runtime_error("refusing to start (--crash-at-start)");
+    my_slot = slot;
+  };
+  defaults.on_worker_exit = [](const cluster::worker_exit& e) {
+    std::fprintf(stderr, "hook: worker_exit slot %d pid %d code %d signal %d expected %d\n", e.slot,
+                 static_cast<int>(e.pid), e.exit_code, e.signal, e.expected ? 1 : 0);
+  };
+  defaults.on_reload = [](cluster::reload_event e) {
+    const char* what = e == cluster::reload_event::begun ? "begun" : e == cluster::reload_event::finished ? "finished" : "aborted";
+    std::fprintf(stderr, "hook: reload %s\n", what);
+  };
+  return cluster::run(handle, static_cast<int>(args.size()), args.data(), std::move(defaults));
+}
