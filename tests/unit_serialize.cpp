@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <ctime>
 #include <string>
 
@@ -80,5 +81,42 @@ TEST_SUITE("unit") {
     CHECK(line.starts_with(expected));
     CHECK(line.size() == 37);
     CHECK(line.ends_with(" GMT\r\n"));
+  }
+
+  TEST_CASE("a streamed head says chunked to HTTP/1.1, nothing to HTTP/1.0, and no length either way") {
+    cluster::response_headers h;
+    h.set("Content-Type", "text/event-stream");
+    std::string chunked;
+    cluster::detail::serialize_head(chunked, 200, h, framing{.body = cluster::detail::body_framing::chunked}, date, 0);
+    CHECK(chunked == "HTTP/1.1 200 OK\r\n" + date +
+                         "Transfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n");
+    std::string until_close;
+    cluster::detail::serialize_head(until_close, 200, h,
+                                    framing{.close = true, .body = cluster::detail::body_framing::close}, date, 0);
+    CHECK(until_close == "HTTP/1.1 200 OK\r\n" + date + "Connection: close\r\nContent-Type: text/event-stream\r\n\r\n");
+    std::string no_content;
+    cluster::detail::serialize_head(no_content, 204, h, framing{.body = cluster::detail::body_framing::chunked}, date,
+                                    0);
+    CHECK(no_content.find("Transfer-Encoding") == std::string::npos);
+  }
+
+  TEST_CASE("chunk size lines are hexadecimal with CRLF") {
+    char buf[24];
+    CHECK(std::string(buf, cluster::detail::chunk_size_line(buf, 1)) == "1\r\n");
+    CHECK(std::string(buf, cluster::detail::chunk_size_line(buf, 500)) == "1f4\r\n");
+    CHECK(std::string(buf, cluster::detail::chunk_size_line(buf, SIZE_MAX)) == "ffffffffffffffff\r\n");
+    CHECK(cluster::detail::last_chunk == "0\r\n\r\n");
+  }
+
+  TEST_CASE("an error answering HEAD has its Content-Length but no body; a 501 may keep the connection") {
+    std::string head;
+    cluster::detail::serialize_error(head, 413, date, framing{.head = true, .close = true});
+    CHECK(head.find("Content-Length: 18\r\n") != std::string::npos);
+    CHECK(head.ends_with("\r\n\r\n"));
+    std::string kept;
+    cluster::detail::serialize_error(kept, 501, date, framing{});
+    CHECK(kept.starts_with("HTTP/1.1 501 Not Implemented\r\n"));
+    CHECK(kept.find("Connection") == std::string::npos);
+    CHECK(kept.ends_with("Not Implemented\n"));
   }
 }

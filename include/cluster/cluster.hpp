@@ -4,8 +4,10 @@
 #include <cluster/handler.hpp>
 #include <cluster/headers.hpp>
 #include <cluster/lifecycle.hpp>
+#include <cluster/messaging.hpp>
 #include <cluster/options.hpp>
 #include <cluster/request.hpp>
 #include <cluster/response.hpp>
 #include <cluster/run.hpp>
+#include <cluster/shared.hpp>
 #include <cluster/status.hpp>

@@ -4,6 +4,7 @@
 #include <cluster/detail/asio.hpp>
 #include <cluster/request.hpp>
 #include <cluster/response.hpp>
+#include <cluster/response_stream.hpp>
 
 #include <concepts>
 #include <type_traits>
@@ -21,9 +22,20 @@ template <class H>
 concept async_handler = std::invocable<H&, request&> &&
                         std::same_as<std::invoke_result_t<H&, request&>, asio::awaitable<response>>;
 
-/// Either kind of handler.
+/// A handler that does its own I/O:
+/// `asio::awaitable<void>(cluster::request&, cluster::response_stream&)`.
+/// It is called as soon as the header block is in, reads the body itself if
+/// it wants it (request::read_some(), request::read_body()) and writes its
+/// response through the stream, in pieces if it likes (Server-Sent Events,
+/// large downloads, uploads processed as they arrive).
 template <class H>
-concept handler = async_handler<H> || sync_handler<H>;
+concept stream_handler =
+    std::invocable<H&, request&, response_stream&> &&
+    std::same_as<std::invoke_result_t<H&, request&, response_stream&>, asio::awaitable<void>>;
+
+/// Any kind of handler.
+template <class H>
+concept handler = async_handler<H> || sync_handler<H> || stream_handler<H>;
 
 namespace detail {
 
@@ -31,9 +43,10 @@ namespace detail {
 template <class H>
 constexpr void check_handler() {
   static_assert(handler<H>,
-                "cluster: a handler must be callable as either\n"
-                "  cluster::response (const cluster::request&)          // answers at once, or\n"
-                "  asio::awaitable<cluster::response> (cluster::request&)  // a coroutine");
+                "cluster: a handler must be callable as one of\n"
+                "  cluster::response (const cluster::request&)          // answers at once\n"
+                "  asio::awaitable<cluster::response> (cluster::request&)  // a coroutine\n"
+                "  asio::awaitable<void> (cluster::request&, cluster::response_stream&)  // streams");
 }
 
 }  // namespace detail

@@ -10,7 +10,7 @@ namespace cluster {
 /// started and becomes ready before the old one drains. Returns false when
 /// called outside a running cluster, or when the request cannot be sent.
 inline bool reload() {
-  auto* c = detail::current_control();
+  auto* c = detail::this_process().lifecycle;
   return c && c->reload();
 }
 
@@ -18,7 +18,7 @@ inline bool reload() {
 /// Returns false outside a running cluster, for a count out of range, or when
 /// the request cannot be sent.
 inline bool scale(int workers) {
-  auto* c = detail::current_control();
+  auto* c = detail::this_process().lifecycle;
   return c && workers >= 1 && workers <= 1024 && c->scale(workers);
 }
 

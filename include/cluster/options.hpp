@@ -17,6 +17,8 @@
 #include <sys/types.h>
 #include <thread>
 
+#include <cluster/messaging.hpp>
+
 #include <sched.h>
 
 namespace cluster {
@@ -47,6 +49,45 @@ struct worker_exit {
 /// Phases of a rolling reload, as reported to options::on_reload.
 enum class reload_event { begun, finished, aborted };
 
+namespace detail {
+
+/// Where the admin endpoint listens, parsed from options::admin.
+struct admin_address {
+  bool unix_socket = false;
+  std::string path;  ///< for a Unix socket
+  std::string host;  ///< for TCP
+  int port = 0;
+};
+
+/// Parses "HOST:PORT", "[V6]:PORT" or "unix:PATH". Throws option_error
+/// naming `option`.
+inline admin_address parse_admin_address(const std::string& spec, const std::string& option = "admin") {
+  auto bad = [&](const std::string& why) {
+    return option_error(option, "expects HOST:PORT (port 0..65535, 0 = any free port) or unix:PATH; " + why +
+                                    ", got '" + spec + "'");
+  };
+  admin_address a;
+  if (spec.starts_with("unix:")) {
+    a.unix_socket = true;
+    a.path = spec.substr(5);
+    if (a.path.empty() || a.path.size() > 107) throw bad("the path must be 1..107 bytes");
+    return a;
+  }
+  auto colon = spec.rfind(':');
+  if (colon == std::string::npos || colon == 0) throw bad("no port");
+  a.host = spec.substr(0, colon);
+  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']') a.host = a.host.substr(1, a.host.size() - 2);
+  std::string port = spec.substr(colon + 1);
+  int value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value < 0 || value > 65535)
+    throw bad("the port must be 0..65535");
+  a.port = value;
+  return a;
+}
+
+}  // namespace detail
+
 /// How a cluster runs. Every field has a default; `validate()` (called by
 /// `cluster::run` before anything is forked) refuses values out of range.
 struct options {
@@ -59,6 +100,11 @@ struct options {
   int port = 8080;
   /// Accept-queue length of each worker's listening socket, 1..65535.
   int backlog = 1024;
+
+  /// Admin endpoint (metrics, status), off when empty: "HOST:PORT" (port 0
+  /// picks a free one; prefer a loopback host) or "unix:PATH" (mode 0600).
+  /// Never the service's port.
+  std::string admin;
 
   // --- HTTP limits and timeouts ----------------------------------------------
   /// Longest request-target in bytes (longer: 414), 16..1 MiB.
@@ -124,6 +170,16 @@ struct options {
   /// Replace a worker whose resident memory exceeds this many bytes (0: never).
   std::uint64_t max_memory = 0;
 
+  // --- Messaging ----------------------------------------------------------------
+  /// Largest message payload in bytes, 0..163,816; larger sends fail at the
+  /// sender with message_errc::too_large.
+  std::size_t max_message = 64 * 1024;
+  /// In the master: a worker's one-way message (worker_context::send).
+  std::function<void(int slot, const message&)> on_message;
+  /// In the master: answers a worker's request (worker_context::request);
+  /// a plain function or a coroutine. Without it, requests fail.
+  request_callback on_request;
+
   // --- Hooks (all optional) ---------------------------------------------------
   /// In the master, after the sockets are bound and before any fork.
   std::function<void()> on_master_start;
@@ -173,6 +229,7 @@ struct options {
   /// Throws option_error naming the first option out of range.
   void validate() const {
     if (host.empty()) throw option_error("host", "must not be empty (e.g. 0.0.0.0, ::, 127.0.0.1)");
+    if (!admin.empty()) detail::parse_admin_address(admin);
     for (const spec& s : specs()) check(s, s.name, s.get(*this));
     if (hang_timeout.count() != 0 && hang_timeout < std::chrono::milliseconds(50))
       throw option_error("hang_timeout", "must be 0 (off) or in [50, 3600000] ms, got " +
@@ -281,6 +338,7 @@ inline std::span<const options::spec> options::specs() {
       CLUSTER_OPTION(max_requests, "--max-requests", nullptr, 0, big, "", "recycle a worker after N requests, 0 = off"),
       CLUSTER_OPTION(max_requests_jitter, "--max-requests-jitter", nullptr, 0, big, "", "random extra requests"),
       CLUSTER_OPTION(max_memory, "--max-memory", nullptr, 0, big, "bytes", "recycle above this RSS, 0 = off"),
+      CLUSTER_OPTION(max_message, "--max-message", nullptr, 0, 163'816, "bytes", "largest message payload"),
   };
 #undef CLUSTER_OPTION
   return table;
@@ -317,6 +375,11 @@ inline options options::from_args(int argc, const char* const* argv, options def
       if (o.host.empty()) throw option_error("--host", "must not be empty (e.g. 0.0.0.0, ::, 127.0.0.1)");
       continue;
     }
+    if (name == "--admin") {
+      o.admin = take_value();
+      detail::parse_admin_address(o.admin, "--admin");
+      continue;
+    }
     const spec* found = nullptr;
     for (const spec& s : specs())
       if (name == s.flag) found = &s;
@@ -330,6 +393,7 @@ inline std::string options::usage(std::string_view program) {
   std::string u = "usage: ";
   u += program;
   u += " [options]\n\n  --host ADDR                address to listen on (default 0.0.0.0)\n";
+  u += "  --admin HOST:PORT|unix:P  admin endpoint: /metrics, /status (default off)\n";
   options defaults;
   for (const spec& s : specs()) {
     std::string left = std::string("  ") + s.flag + (s.integer ? " N" : " X");

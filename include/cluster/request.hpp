@@ -1,16 +1,44 @@
 // The request a handler receives.
 #pragma once
 
+#include <cluster/detail/asio.hpp>
 #include <cluster/headers.hpp>
 
 #include <span>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 
 namespace cluster {
 
+/// Thrown by request::read_some() and request::read_body() when the body
+/// cannot be received. status() is what the server answers if the handler
+/// lets the exception escape before its response has started: 400 (malformed
+/// or cut short), 408 (body_timeout passed) or 413 (larger than max_body).
+/// The connection is closed after it.
+class http_error : public std::runtime_error {
+ public:
+  http_error(int status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  /// The HTTP status that describes the failure.
+  int status() const noexcept { return status_; }
+
+ private:
+  int status_;
+};
+
 namespace detail {
 class request_parser;
-}
+
+/// Where a streaming handler's request body comes from: its connection.
+class body_source {
+ public:
+  virtual asio::awaitable<std::string_view> read_some() = 0;
+  virtual asio::awaitable<std::string_view> read_body() = 0;
+
+ protected:
+  ~body_source() = default;
+};
+}  // namespace detail
 
 /// An HTTP request as seen by a handler. Every view (method, target, headers,
 /// body) points into storage owned by the connection and stays valid until the
@@ -51,8 +79,30 @@ class request {
     return false;
   }
 
-  /// The request body, de-chunked; empty when there is none.
+  /// The request body, de-chunked; empty when there is none. A streaming
+  /// handler (see handler.hpp) is called before the body is read: for it,
+  /// body() is empty until read_body() completed.
   std::string_view body() const noexcept { return body_; }
+
+  /// The next piece of the body, de-chunked; an empty view once the body is
+  /// over (and on every later call). The piece stays valid until the next
+  /// read. In a streaming handler the body is read from the connection as
+  /// this is awaited, so an upload need not fit in memory: max_body still
+  /// applies, body_timeout limits each wait, and a client waiting for
+  /// "100 Continue" is sent it first. In other handlers the whole body comes
+  /// as one piece. Throws http_error when the body cannot be received.
+  asio::awaitable<std::string_view> read_some() {
+    if (source_) return source_->read_some();
+    return buffered_piece();
+  }
+
+  /// Reads the rest of the body (at most max_body bytes in all) and returns
+  /// it; body() returns it too from then on. Throws http_error like
+  /// read_some().
+  asio::awaitable<std::string_view> read_body() {
+    if (source_) return source_->read_body();
+    return buffered_body();
+  }
 
   /// True when the connection stays open after this request's response
   /// (HTTP/1.1 without "Connection: close", or HTTP/1.0 with keep-alive).
@@ -61,10 +111,22 @@ class request {
  private:
   friend class detail::request_parser;
 
+  asio::awaitable<std::string_view> buffered_piece() {
+    std::string_view piece = body_read_ ? std::string_view{} : body_;
+    body_read_ = true;
+    co_return piece;
+  }
+  asio::awaitable<std::string_view> buffered_body() {
+    body_read_ = true;
+    co_return body_;
+  }
+
   std::string_view method_;
   std::string_view target_;
   std::span<const header_field> headers_;
   std::string_view body_;
+  detail::body_source* source_ = nullptr;  // set for streaming handlers
+  bool body_read_ = false;                 // read_some() has returned the buffered body
   int major_ = 1;
   int minor_ = 1;
   bool keep_alive_ = true;

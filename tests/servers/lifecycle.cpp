@@ -6,7 +6,9 @@
 //   GET /crash       aborts the worker process
 //   GET /reload      cluster::reload()       GET /scale?n=N  cluster::scale(N)
 // Its own flags, before the standard ones: --crash-at-start (every worker's
-// start hook throws). Hooks print "hook: ..." lines on stderr.
+// start hook throws). Environment: CLUSTER_TEST_FAIL_START_IF_EXISTS=PATH makes
+// the start hook of every worker started while PATH exists throw (a reload
+// whose new workers cannot start). Hooks print "hook: ..." lines on stderr.
 #include <cluster/cluster.hpp>
 
 #include <charconv>
@@ -65,6 +67,9 @@ int main(int argc, char** argv) {
   defaults.on_master_start = [] { std::fprintf(stderr, "hook: master_start pid %d\n", static_cast<int>(::getpid())); };
   defaults.on_worker_start = [crash_at_start](int slot) {
     if (crash_at_start) throw std::runtime_error("refusing to start (--crash-at-start)");
+    const char* marker = std::getenv("CLUSTER_TEST_FAIL_START_IF_EXISTS");
+    if (marker && *marker && ::access(marker, F_OK) == 0)
+      throw std::runtime_error(std::string("refusing to start (") + marker + " exists)");
     my_slot = slot;
   };
   defaults.on_worker_exit = [](const cluster::worker_exit& e) {

@@ -2,7 +2,7 @@
 // (never fork the test runner), read its output with bounded waits, and stop
 // it by PID from a destructor so that a failed assertion leaves nothing
 // running. `cluster_process` adds what a cluster master needs on top: the
-// ready line, the port, and its workers.
+// ready line, the port, its workers (found through /proc) and its log.
 #pragma once
 
 #include <algorithm>
@@ -12,7 +12,6 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -23,6 +22,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <doctest/doctest.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -97,6 +98,32 @@ enum class output {
   capture,  ///< kept for the test to read
 };
 
+/// What /proc/<pid>/stat says about a process.
+struct process_status {
+  char state = 0;  ///< R, S, D, Z, ...
+  pid_t ppid = 0;
+};
+
+/// The state and parent of `pid`, or nothing if there is no such process.
+inline std::optional<process_status> read_process_status(pid_t pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(file, stat)) return std::nullopt;
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+  auto close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) return std::nullopt;
+  std::istringstream rest(stat.substr(close_paren + 1));
+  process_status st;
+  if (!(rest >> st.state >> st.ppid)) return std::nullopt;
+  return st;
+}
+
+/// True while `pid` names a process that is not a zombie.
+inline bool process_alive(pid_t pid) {
+  auto st = read_process_status(pid);
+  return st && st->state != 'Z' && st->state != 'X';
+}
+
 /// Live processes whose parent is `parent`, read from /proc. Zombies are left
 /// out: they are dead, only not yet reaped.
 inline std::vector<pid_t> children_of(pid_t parent) {
@@ -108,40 +135,54 @@ inline std::vector<pid_t> children_of(pid_t parent) {
     std::string_view name = entry->d_name;
     auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
     if (ec != std::errc{} || end != name.data() + name.size()) continue;
-    std::ifstream stat_file("/proc/" + std::string(name) + "/stat");
-    std::string stat;
-    if (!std::getline(stat_file, stat)) continue;  // exited meanwhile
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    auto close_paren = stat.rfind(')');
-    if (close_paren == std::string::npos) continue;
-    std::istringstream rest(stat.substr(close_paren + 1));
-    char state = 0;
-    pid_t ppid = 0;
-    if (rest >> state >> ppid && ppid == parent && state != 'Z' && state != 'X') children.push_back(pid);
+    auto st = read_process_status(pid);  // nothing if it exited meanwhile
+    if (st && st->ppid == parent && st->state != 'Z' && st->state != 'X') children.push_back(pid);
   }
   ::closedir(proc);
   return children;
 }
 
-/// True while `pid` names a process that is not a zombie.
-inline bool process_alive(pid_t pid) {
-  std::ifstream stat_file("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(stat_file, stat)) return false;
-  auto close_paren = stat.rfind(')');
-  if (close_paren == std::string::npos || close_paren + 2 >= stat.size()) return false;
-  char state = stat[close_paren + 2];
-  return state != 'Z' && state != 'X';
+/// Live processes in process group `group`, read from /proc (zombies left
+/// out). A child_process is the leader of its own group and its workers
+/// inherit it, so this finds what a cluster left behind, even reparented.
+inline std::vector<pid_t> group_members(pid_t group) {
+  std::vector<pid_t> members;
+  DIR* proc = ::opendir("/proc");
+  if (!proc) throw_errno("opendir(/proc)");
+  while (dirent* entry = ::readdir(proc)) {
+    pid_t pid = 0;
+    std::string_view name = entry->d_name;
+    auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+    if (ec != std::errc{} || end != name.data() + name.size()) continue;
+    std::ifstream file("/proc/" + std::string(name) + "/stat");
+    std::string stat;
+    if (!std::getline(file, stat)) continue;  // exited meanwhile
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    auto close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close_paren + 1));
+    char state = 0;
+    pid_t ppid = 0, pgrp = 0;
+    if (rest >> state >> ppid >> pgrp && pgrp == group && state != 'Z' && state != 'X') members.push_back(pid);
+  }
+  ::closedir(proc);
+  return members;
 }
 
 /// A spawned program, in its own process group. The destructor SIGKILLs the
 /// group and reaps the child, whatever state the test left it in.
 class child_process {
+  static constexpr const char* setpriv = "/usr/bin/setpriv";
+
  public:
   /// Starts `argv[0]` with arguments `argv`. The child gets default signal
-  /// dispositions and an empty signal mask, whatever the test runner set.
-  child_process(const std::vector<std::string>& argv, output out, output err) {
+  /// dispositions and an empty signal mask, whatever the test runner set, and
+  /// the runner's environment with `extra_env` ("NAME=value" entries) added
+  /// or overriding.
+  child_process(const std::vector<std::string>& argv, output out, output err,
+                const std::vector<std::string>& extra_env = {}) {
     if (argv.empty()) throw std::invalid_argument("child_process: empty argv");
+    if (::access(argv[0].c_str(), X_OK) != 0) throw_errno("cannot execute " + argv[0]);
     unique_fd stdout_write;
     if (out == output::capture) {
       int fds[2];
@@ -174,10 +215,28 @@ class child_process {
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
+    // The destructor cannot run if the test runner itself is killed (a
+    // crash, a `meson test` timeout): through setpriv, the kernel then kills
+    // the child too, and the workers follow their master. Without setpriv
+    // (util-linux) only a runner that unwinds cleans up.
+    std::vector<std::string> command;
+    if (::access(setpriv, X_OK) == 0) command = {setpriv, "--pdeathsig", "KILL", "--"};
+    command.insert(command.end(), argv.begin(), argv.end());
     std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const std::string& a : command) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    int rc = ::posix_spawn(&pid_, args[0], &actions, &attr, args.data(), environ);
+    std::vector<char*> env;
+    for (char** e = environ; *e; ++e) {
+      std::string_view entry = *e;
+      auto overridden = [&](const std::string& extra) {
+        auto eq = extra.find('=');
+        return entry.substr(0, entry.find('=')) == std::string_view(extra).substr(0, eq);
+      };
+      if (std::none_of(extra_env.begin(), extra_env.end(), overridden)) env.push_back(*e);
+    }
+    for (const std::string& e : extra_env) env.push_back(const_cast<char*>(e.c_str()));
+    env.push_back(nullptr);
+    int rc = ::posix_spawn(&pid_, args[0], &actions, &attr, args.data(), env.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) throw std::system_error(rc, std::generic_category(), "posix_spawn " + argv[0]);
@@ -322,11 +381,19 @@ class cluster_process {
 
   /// Starts `binary` and waits for its ready line; throws with the master's
   /// stderr if it does not come within ready_timeout.
-  explicit cluster_process(const std::string& binary, int workers = 2, std::vector<std::string> extra_args = {})
-      : child_(arguments(binary, workers, std::move(extra_args)), output::capture, output::capture),
+  /// `extra_env` ("NAME=value" entries) is added to the runner's environment.
+  explicit cluster_process(const std::string& binary, int workers = 2, std::vector<std::string> extra_args = {},
+                           const std::vector<std::string>& extra_env = {})
+      : child_(arguments(binary, workers, std::move(extra_args)), output::capture, output::capture, extra_env),
         workers_(workers) {
     auto line = child_.read_stdout_line(ready_timeout);
-    if (!line) throw std::runtime_error("no ready line from " + binary + "; its stderr:\n" + child_.stderr_text());
+    if (!line) {
+      auto status = child_.wait_exit(500ms);  // did it exit, or is it stuck?
+      throw std::runtime_error("no ready line from " + binary + " (" +
+                               (status ? "it exited with wait status " + std::to_string(*status)
+                                       : "still running after " + std::to_string(ready_timeout.count()) + " s") +
+                               "); its stderr:\n" + child_.stderr_text());
+    }
     ready_line_ = *line;
     // "cluster: master <PID> listening on http://127.0.0.1:<PORT> with <N> workers"
     const std::string master = "cluster: master " + std::to_string(child_.pid()) + " listening on ";
@@ -336,14 +403,55 @@ class cluster_process {
       throw std::runtime_error("unexpected ready line: " + ready_line_);
     const char* digits = ready_line_.data() + at + address.size();
     auto [end, ec] = std::from_chars(digits, ready_line_.data() + ready_line_.size(), port_);
-    if (ec != std::errc{} || port_ <= 0 || port_ > 65535 || std::string_view(end).find(" with ") != 0)
+    if (ec != std::errc{} || port_ <= 0 || port_ > 65535)
       throw std::runtime_error("no port in ready line: " + ready_line_);
+    std::string_view rest(end);
+    const std::string announced = " with " + std::to_string(workers) + " workers";
+    if (!rest.starts_with(announced))
+      throw std::runtime_error("ready line does not announce " + std::to_string(workers) + " workers: " + ready_line_);
+    rest.remove_prefix(announced.size());
+    // With --admin: "..., admin on http://127.0.0.1:<PORT>" or ", admin on unix:<PATH>".
+    if (constexpr std::string_view admin = ", admin on "; rest.starts_with(admin)) {
+      admin_url_ = std::string(rest.substr(admin.size()));
+      rest = {};
+    }
+    if (!rest.empty()) throw std::runtime_error("unexpected end of the ready line: " + ready_line_);
+  }
+
+  cluster_process(const cluster_process&) = delete;
+  cluster_process& operator=(const cluster_process&) = delete;
+
+  /// Kills the cluster (child_process does), and fails the running test if a
+  /// sanitizer reported anything in the cluster's log: UBSan keeps the
+  /// process running, so no other assertion would notice.
+  ~cluster_process() {
+    std::string log = child_.stderr_text();
+    if (log.find("Sanitizer") != std::string::npos || log.find("runtime error:") != std::string::npos)
+      FAIL_CHECK("sanitizer report in the cluster's log:\n", log);
   }
 
   pid_t pid() const noexcept { return child_.pid(); }
   std::uint16_t port() const noexcept { return static_cast<std::uint16_t>(port_); }
   int workers() const noexcept { return workers_; }
   const std::string& ready_line() const noexcept { return ready_line_; }
+
+  /// The admin endpoint announced in the ready line ("http://127.0.0.1:9090",
+  /// "unix:/run/x.sock"), empty without --admin.
+  const std::string& admin_url() const noexcept { return admin_url_; }
+
+  /// The admin endpoint's TCP port on 127.0.0.1; throws if the ready line
+  /// announced none.
+  std::uint16_t admin_port() const {
+    const std::string prefix = "http://127.0.0.1:";
+    int port = 0;
+    if (admin_url_.starts_with(prefix)) {
+      const char* digits = admin_url_.data() + prefix.size();
+      auto [end, ec] = std::from_chars(digits, admin_url_.data() + admin_url_.size(), port);
+      if (ec == std::errc{} && end == admin_url_.data() + admin_url_.size() && port > 0 && port <= 65535)
+        return static_cast<std::uint16_t>(port);
+    }
+    throw std::runtime_error("no admin endpoint on 127.0.0.1 in the ready line: " + ready_line_);
+  }
 
   /// The master's live children: its workers.
   std::vector<pid_t> worker_pids() const { return children_of(child_.pid()); }
@@ -373,6 +481,7 @@ class cluster_process {
   int workers_;
   int port_ = 0;
   std::string ready_line_;
+  std::string admin_url_;
 };
 
 }  // namespace test_support

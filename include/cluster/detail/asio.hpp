@@ -17,6 +17,13 @@
 #define ASIO_NO_DEPRECATED 1
 #endif
 
+// Asio 1.22 picks aligned_alloc/free or operator new/delete for its
+// recycling allocator from _GLIBCXX_HAVE_ALIGNED_ALLOC, which exists only once
+// some libstdc++ header was included. Without this, a translation unit that
+// reaches Asio first allocates with operator new what another frees with
+// free() (an ODR violation AddressSanitizer reports as alloc-dealloc-mismatch).
+#include <cstddef>
+
 #include <asio.hpp>
 
 #if ASIO_VERSION >= 102300

@@ -1,6 +1,7 @@
 // One HTTP/1.1 connection in a worker: a coroutine that reads, parses, calls
 // the handler one request at a time and writes the responses of a pipelined
-// batch in one write, with a watchdog timer enforcing the timeouts.
+// batch in one write, with a watchdog timer enforcing the timeouts. Streaming
+// handlers read the body and write the response through it as they go.
 #pragma once
 
 #include <cluster/detail/asio.hpp>
@@ -12,10 +13,14 @@
 #include <cluster/handler.hpp>
 #include <cluster/options.hpp>
 
+#include <array>
 #include <chrono>
 #include <exception>
 #include <memory>
+#include <span>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 
 namespace cluster::detail {
@@ -73,29 +78,38 @@ struct server_state {
   }
 };
 
-class connection : public connection_link, public std::enable_shared_from_this<connection> {
+/// One HTTP/1.1 connection over a `Socket` (asio::ip::tcp::socket in a
+/// worker; an in-memory stream in the fuzzer and the unit tests).
+template <class Socket>
+class basic_connection final : public connection_link,
+                               public std::enable_shared_from_this<basic_connection<Socket>>,
+                               private body_source,
+                               private stream_sink {
  public:
-  connection(asio::ip::tcp::socket socket, server_state& state)
+  basic_connection(Socket socket, server_state& state)
       : socket_(std::move(socket)), timer_(socket_.get_executor()), state_(state), parser_(state.opts) {
     insert_after(state_.connections);
     ++state_.open;
   }
 
-  ~connection() {
+  ~basic_connection() {
     unlink();
     --state_.open;
     if (state_.on_close) state_.on_close(state_.owner);
   }
 
-  connection(const connection&) = delete;
-  connection& operator=(const connection&) = delete;
+  basic_connection(const basic_connection&) = delete;
+  basic_connection& operator=(const basic_connection&) = delete;
 
   /// Serves the connection until it closes.
   template <class Handler>
-  static asio::awaitable<void> serve(std::shared_ptr<connection> self, Handler& handler) {
+  static asio::awaitable<void> serve(std::shared_ptr<basic_connection> self, Handler& handler) {
     co_await self->run(handler);
     self->close();
   }
+
+  /// The socket's descriptor (a forked child closes inherited ones).
+  int native_handle() noexcept { return socket_.native_handle(); }
 
   /// Asks the connection to finish: an idle one closes now, a busy one after
   /// its current response (which then says "Connection: close").
@@ -109,26 +123,60 @@ class connection : public connection_link, public std::enable_shared_from_this<c
  private:
   enum class phase { idle, headers, body, busy, writing };
 
+  /// The response of a streaming handler, while it is written.
+  struct stream_state {
+    bool started = false;   // the status line is out (or in out_)
+    bool finished = false;  // finish() or send() done: nothing more may be written
+    bool chunked = false;   // pieces are framed as chunks
+    bool no_body = false;   // HEAD, 204, 304: the header section is the whole response
+    bool head = false;      // a HEAD request: pieces are dropped
+    bool close = false;     // the connection closes after this response
+    bool lost = false;      // a write failed: the client is gone
+  };
+
   template <class Handler>
   asio::awaitable<void> run(Handler& handler) {
+    parser_.set_streaming(stream_handler<Handler>);
     set_deadline(state_.opts.idle_timeout);
     for (;;) {
       bool close = false;
-      for (;;) {
+      while (!close) {
         parse_state st = parser_.next();
         if (st == parse_state::need_more) break;
-        if (st == parse_state::error) {
-          serialize_error(out_, parser_.error_status(), state_.dates.line());
-          close = true;
-          break;
+        switch (st) {
+          case parse_state::error:
+            // After a streamed answer the response is out; nothing more to say.
+            if (!head_answered_)
+              serialize_error(out_, parser_.error_status(), state_.dates.line(),
+                              framing{.head = parser_.head_request(), .close = true});
+            close = true;
+            break;
+          case parse_state::refused:
+            close = answer_refused(parser_.current());
+            parser_.consume();
+            break;
+          case parse_state::head:  // streaming: answered before its body is read
+            close = co_await answer(handler, parser_.current());
+            if (lost_) co_return;
+            head_answered_ = true;
+            parser_.skip_body();  // what the handler left unread is dropped
+            break;
+          case parse_state::message:
+            if (!head_answered_) close = co_await answer(handler, parser_.current());
+            if (lost_) co_return;
+            head_answered_ = false;
+            parser_.consume();
+            break;
+          case parse_state::body:
+          case parse_state::need_more:
+            break;
         }
-        busy_ = true;
-        no_deadline();
-        close = co_await answer(handler, parser_.current());
-        parser_.consume();
-        busy_ = false;
-        if (close) break;
-        if (out_.size() >= flush_threshold && !co_await flush()) co_return;
+        if (!close && out_.size() >= flush_threshold && !co_await flush()) co_return;
+      }
+      if (!close && !head_answered_ && parser_.continue_due()) {
+        // The body is read before the handler runs: ask the client for it.
+        out_ += continue_response;
+        parser_.continue_sent();
       }
       if (!out_.empty() && !co_await flush()) co_return;
       if (close) {
@@ -151,8 +199,8 @@ class connection : public connection_link, public std::enable_shared_from_this<c
       auto space = parser_.read_space();
       auto [ec, n] = co_await socket_.async_read_some(asio::buffer(space.data(), space.size()), use_tuple);
       if (ec) {
-        if (timed_out_ && !parser_.idle()) {
-          serialize_error(out_, 408, state_.dates.line());
+        if (timed_out_ && !parser_.idle() && !head_answered_) {
+          serialize_error(out_, 408, state_.dates.line(), framing{.head = parser_.head_request(), .close = true});
           timed_out_ = false;
           if (co_await flush()) co_await linger();
         }
@@ -162,10 +210,25 @@ class connection : public connection_link, public std::enable_shared_from_this<c
     }
   }
 
-  // Calls the handler and appends its response; returns true when the
-  // connection must close after it.
+  // Calls the handler and appends (or, streaming, writes) its response;
+  // returns true when the connection must close after it.
   template <class Handler>
   asio::awaitable<bool> answer(Handler& handler, request& req) {
+    busy_ = true;
+    phase_ = phase::busy;
+    no_deadline();
+    bool close = false;
+    if constexpr (stream_handler<Handler>)
+      close = co_await answer_streaming(handler, req);
+    else
+      close = co_await answer_whole(handler, req);
+    busy_ = false;
+    state_.count_request();
+    co_return close;
+  }
+
+  template <class Handler>
+  asio::awaitable<bool> answer_whole(Handler& handler, request& req) {
     response res;
     bool failed = false;
     try {
@@ -180,30 +243,270 @@ class connection : public connection_link, public std::enable_shared_from_this<c
       failed = true;
       log_line("worker", "handler threw a non-standard exception; answered 500");
     }
-    if (!failed && (res.status < 200 || res.status > 999)) {
+    if (!failed && !is_final_status(res.status)) {
       failed = true;
       log_line("worker", "handler returned status " + std::to_string(res.status) +
                              " (a final status must be 200..999); answered 500");
     }
-    if (failed) {
-      res = response::text("Internal Server Error\n", 500);
+    if (failed) res = response::text("Internal Server Error\n", 500);
+    co_return append_response(res, req, false);
+  }
+
+  template <class Handler>
+  asio::awaitable<bool> answer_streaming(Handler& handler, request& req) {
+    stream_ = stream_state{};
+    parser_.set_body_source(this);
+    response_stream out(*this);
+    int refused = 0;
+    bool failed = false;
+    try {
+      co_await handler(req, out);
+    } catch (const http_error& e) {
+      refused = e.status();
+    } catch (const std::exception& e) {
+      failed = true;
+      if (!stream_.lost)
+        log_line("worker", std::string("handler threw: ") + e.what() +
+                               (stream_.started ? "; response cut short" : "; answered 500"));
+    } catch (...) {
+      failed = true;
+      log_line("worker", std::string("handler threw a non-standard exception") +
+                             (stream_.started ? "; response cut short" : "; answered 500"));
     }
-    bool close = !req.keep_alive() || state_.draining || wants_close(res);
+    if (stream_.lost) {
+      lost_ = true;
+      co_return true;
+    }
+    if (!stream_.started) {
+      if (refused != 0) {
+        serialize_error(out_, refused, state_.dates.line(), framing{.head = req.method() == "HEAD", .close = true});
+        co_return true;
+      }
+      if (!failed) log_line("worker", "streaming handler returned without a response; answered 500");
+      co_return append_response(response::text("Internal Server Error\n", 500), req, body_forces_close());
+    }
+    if (refused != 0 || failed) {
+      // The status line is out: all we can do is cut the body short, which
+      // the client sees as an incomplete response.
+      co_return true;
+    }
+    if (!stream_.finished) {
+      stream_.finished = true;
+      if (stream_.chunked) out_ += last_chunk;  // sent with the next batch
+    }
+    co_return stream_.close || parser_.failed();
+  }
+
+  // An unknown method: 501, and the connection goes on.
+  bool answer_refused(const request& req) {
+    bool close = !req.keep_alive() || state_.draining;
+    serialize_error(out_, parser_.error_status(), state_.dates.line(),
+                    framing{.close = close, .keep_alive_10 = !close && req.version_minor() == 0});
+    return close;
+  }
+
+  // Appends a complete response to `req`; true when the connection closes
+  // after it.
+  bool append_response(const response& res, const request& req, bool must_close) {
+    bool close = must_close || !req.keep_alive() || state_.draining || wants_close(res);
     framing f;
     f.head = req.method() == "HEAD";
     f.close = close;
     f.keep_alive_10 = !close && req.version_minor() == 0;
     serialize(out_, res, f, state_.dates.line());
-    state_.count_request();
-    co_return close;
+    return close;
+  }
+
+  static constexpr bool is_final_status(int status) noexcept { return status >= 200 && status <= 999; }
+
+  // True when the connection cannot carry another request after the current
+  // response: the body was refused, or the client still waits for
+  // "100 Continue" before sending a body nobody read, so what comes next is
+  // unknowable (RFC 9110 §10.1.1).
+  bool body_forces_close() const noexcept { return parser_.failed() || parser_.continue_due(); }
+
+  // --- body_source: a streaming handler reads its request body -------------
+
+  asio::awaitable<std::string_view> read_some() override {
+    for (;;) {
+      switch (parser_.next()) {
+        case parse_state::body:
+          co_return parser_.body_piece();
+        case parse_state::error:
+          throw http_error(parser_.error_status(), "cluster: request body refused with status " +
+                                                       std::to_string(parser_.error_status()));
+        case parse_state::need_more:
+          break;
+        default:
+          co_return std::string_view{};  // the body is over
+      }
+      if (parser_.continue_due() && !stream_.started) {
+        // The handler asks for the body: now the client may send it.
+        out_ += continue_response;
+        parser_.continue_sent();
+        if (!co_await flush()) {
+          stream_.lost = true;
+          throw http_error(400, "cluster: the connection was lost");
+        }
+      }
+      if (eof_) throw http_error(400, "cluster: the client closed the connection before the end of the body");
+      set_deadline(state_.opts.body_timeout);
+      phase_ = phase::body;
+      auto space = parser_.read_space();
+      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(space.data(), space.size()), use_tuple);
+      no_deadline();
+      phase_ = phase::busy;
+      if (ec) {
+        if (timed_out_) {
+          timed_out_ = false;
+          throw http_error(408, "cluster: the request body stalled for longer than body_timeout");
+        }
+        if (ec == asio::error::eof)
+          eof_ = true;
+        else
+          stream_.lost = true;
+        throw http_error(400, "cluster: the client closed the connection before the end of the body");
+      }
+      parser_.commit(n);
+    }
+  }
+
+  asio::awaitable<std::string_view> read_body() override {
+    std::string_view whole = parser_.current().body();
+    for (;;) {
+      std::string_view piece = co_await read_some();
+      if (piece.empty()) break;
+      whole = parser_.keep_body(piece);
+    }
+    co_return whole;
+  }
+
+  // --- stream_sink: a streaming handler writes its response ---------------
+
+  asio::awaitable<void> stream_start(response head) override {
+    if (stream_.started) throw std::logic_error("cluster::response_stream::start: the response has already started");
+    check_status(head.status, "start");
+    const request& req = parser_.current();
+    bool is_head = req.method() == "HEAD";
+    bool body_allowed = status_has_body(head.status);
+    framing f;
+    f.head = is_head;
+    f.close = !req.keep_alive() || state_.draining || wants_close(head) || parser_.failed();
+    if (req.version_minor() >= 1) {
+      f.body = body_framing::chunked;
+    } else {
+      // HTTP/1.0 has no chunked coding (RFC 9112 §7): the body runs until the
+      // connection closes.
+      f.body = body_framing::close;
+      if (body_allowed && !is_head) f.close = true;
+    }
+    f.keep_alive_10 = !f.close && req.version_minor() == 0;
+    // A handler that starts streaming before reading the body means to read
+    // it: let a client waiting for "100 Continue" send it.
+    if (parser_.continue_due()) {
+      out_ += continue_response;
+      parser_.continue_sent();
+    }
+    serialize_head(out_, head.status, head.headers, f, state_.dates.line(), 0);
+    stream_.started = true;
+    stream_.head = is_head;
+    stream_.no_body = is_head || !body_allowed;
+    stream_.chunked = f.body == body_framing::chunked && !stream_.no_body;
+    stream_.close = f.close;
+    // Sent at once: the client of an event stream wants to see it begin.
+    co_await write_piece(head.body);
+  }
+
+  asio::awaitable<void> stream_write(std::string_view data) override {
+    if (!stream_.started) {
+      // A named response, not a temporary: g++ 12 mis-destroys a prvalue
+      // passed by value to a coroutine inside co_await.
+      response defaults;
+      co_await stream_start(std::move(defaults));
+    }
+    if (stream_.finished) throw std::logic_error("cluster::response_stream::write: the response is finished");
+    if (stream_.no_body && !stream_.head && !data.empty())
+      throw std::logic_error("cluster::response_stream::write: a 204 or 304 response has no body");
+    co_await write_piece(data);
+  }
+
+  asio::awaitable<void> stream_finish() override {
+    if (!stream_.started) {
+      response empty;  // named: see stream_write()
+      co_await stream_send(std::move(empty));
+      co_return;
+    }
+    if (stream_.finished) co_return;
+    stream_.finished = true;
+    if (stream_.chunked) out_ += last_chunk;
+    co_await write_piece({});
+  }
+
+  asio::awaitable<void> stream_send(response res) override {
+    if (stream_.started) throw std::logic_error("cluster::response_stream::send: the response has already started");
+    check_status(res.status, "send");
+    stream_.started = stream_.finished = true;
+    stream_.close = append_response(res, parser_.current(), body_forces_close());
+    co_await write_piece({});
+  }
+
+  bool stream_started() const noexcept override { return stream_.started; }
+
+  static void check_status(int status, const char* operation) {
+    if (!is_final_status(status))
+      throw std::invalid_argument(std::string("cluster::response_stream::") + operation + ": status " +
+                                  std::to_string(status) + " is not a final status (200..999)");
+  }
+
+  // Writes what out_ holds and then `data` as the next piece of the stream's
+  // body, in one gathered write; throws when the client is gone.
+  asio::awaitable<void> write_piece(std::string_view data) {
+    if (stream_.lost) throw std::system_error(asio::error::broken_pipe, "cluster::response_stream: the client is gone");
+    std::array<asio::const_buffer, 4> buffers;
+    std::size_t count = 0;
+    char size_line[24];
+    if (!out_.empty()) buffers[count++] = asio::buffer(out_);
+    if (!data.empty() && !stream_.no_body) {
+      if (stream_.chunked) buffers[count++] = asio::buffer(size_line, chunk_size_line(size_line, data.size()));
+      buffers[count++] = asio::buffer(data);
+      if (stream_.chunked) buffers[count++] = asio::buffer("\r\n", 2);
+    }
+    if (count == 0) co_return;
+    asio::error_code ec = co_await write_all(std::span<const asio::const_buffer>(buffers.data(), count));
+    out_.clear();
+    no_deadline();
+    phase_ = phase::busy;
+    if (ec) {
+      stream_.lost = true;
+      throw std::system_error(ec, "cluster::response_stream: the client is gone");
+    }
+  }
+
+  // --- I/O -----------------------------------------------------------------
+
+  // Writes every byte of `buffers`. The write timeout limits a stall, not
+  // the whole transfer: every completed write moves the deadline, so a slow
+  // reader that keeps reading is never cut off.
+  template <class Buffers>
+  asio::awaitable<asio::error_code> write_all(const Buffers& buffers) {
+    phase_ = phase::writing;
+    auto progress = [this](const asio::error_code& error, std::size_t) -> std::size_t {
+      if (error) return 0;
+      set_deadline(state_.opts.write_timeout);
+      return max_write;
+    };
+    auto [ec, n] = co_await asio::async_write(socket_, buffers, progress, use_tuple);
+    (void)n;
+    if (ec && timed_out_) {
+      timed_out_ = false;
+      ec = asio::error::timed_out;
+    }
+    co_return ec;
   }
 
   // Writes the output buffer; false when the connection is lost.
   asio::awaitable<bool> flush() {
-    set_deadline(state_.opts.write_timeout);
-    phase_ = phase::writing;
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out_), use_tuple);
-    (void)n;
+    asio::error_code ec = co_await write_all(asio::buffer(out_));
     out_.clear();
     co_return !ec;
   }
@@ -214,12 +517,12 @@ class connection : public connection_link, public std::enable_shared_from_this<c
   // "lingering close" of RFC 9112 §9.6).
   asio::awaitable<void> linger() {
     asio::error_code ec;
-    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    socket_.shutdown(asio::socket_base::shutdown_send, ec);
     if (ec) co_return;
     set_deadline(linger_time);
     phase_ = phase::writing;
     std::size_t discarded = 0;
-    while (discarded < linger_bytes) {
+    while (discarded < linger_bytes && !eof_) {
       auto space = parser_.read_space();
       auto [rec, n] = co_await socket_.async_read_some(asio::buffer(space.data(), space.size()), use_tuple);
       if (rec) break;
@@ -246,7 +549,7 @@ class connection : public connection_link, public std::enable_shared_from_this<c
   void arm(clock::time_point at) {
     armed_ = at;
     timer_.expires_at(at);
-    timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) { self->on_timer(ec); });
+    timer_.async_wait([self = this->shared_from_this()](const asio::error_code& ec) { self->on_timer(ec); });
   }
 
   void on_timer(const asio::error_code& ec) {
@@ -264,10 +567,11 @@ class connection : public connection_link, public std::enable_shared_from_this<c
   }
 
   static constexpr std::size_t flush_threshold = 64 * 1024;
+  static constexpr std::size_t max_write = 64 * 1024;  // per write(2), as asio::transfer_all
   static constexpr std::size_t linger_bytes = 64 * 1024;
   static constexpr std::chrono::milliseconds linger_time{2000};
 
-  asio::ip::tcp::socket socket_;
+  Socket socket_;
   asio::steady_timer timer_;
   server_state& state_;
   request_parser parser_;
@@ -275,8 +579,15 @@ class connection : public connection_link, public std::enable_shared_from_this<c
   clock::time_point deadline_ = clock::time_point::max();
   clock::time_point armed_ = clock::time_point::max();
   phase phase_ = phase::idle;
+  stream_state stream_;
   bool busy_ = false;
   bool timed_out_ = false;
+  bool head_answered_ = false;  // streaming: the current message was answered at its head
+  bool lost_ = false;           // the client is gone: stop at once
+  bool eof_ = false;            // the client has half-closed
 };
+
+/// A worker's connection: TCP.
+using connection = basic_connection<asio::ip::tcp::socket>;
 
 }  // namespace cluster::detail

@@ -1,7 +1,13 @@
-// The process-wide handle behind cluster::reload() and cluster::scale(): the
-// one piece of global state, because after fork() each process (master or
-// worker) must know which role it plays.
+// The role of the calling process (master or worker), behind
+// cluster::reload(), cluster::scale(), cluster::this_worker() and
+// cluster::this_master(). This is the one piece of global state: after
+// fork() each process must know which role it plays.
 #pragma once
+
+namespace cluster {
+class worker_context;
+class master_context;
+}  // namespace cluster
 
 namespace cluster::detail {
 
@@ -16,10 +22,16 @@ class control {
   ~control() = default;
 };
 
-/// The control of the calling process; nullptr outside a running cluster.
-inline control*& current_control() noexcept {
-  static control* current = nullptr;
-  return current;
+/// What the calling process is; all null outside a running cluster.
+struct process_role {
+  control* lifecycle = nullptr;
+  worker_context* worker = nullptr;
+  master_context* master = nullptr;
+};
+
+inline process_role& this_process() noexcept {
+  static process_role role;
+  return role;
 }
 
 }  // namespace cluster::detail

@@ -65,14 +65,14 @@ inline listen_address resolve_listen_address(const std::string& host, int port) 
   return a;
 }
 
-/// Opens, binds and listens one SO_REUSEPORT socket. Throws std::system_error
-/// whose message names the address.
-inline int open_listener(const listen_address& address, int port, int backlog) {
+/// Opens, binds and listens one socket (SO_REUSEPORT unless told otherwise).
+/// Throws std::system_error whose message names the address.
+inline int open_listener(const listen_address& address, int port, int backlog, bool reuseport = true) {
   int fd = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "cluster: socket()");
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+  if ((reuseport && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
       ::bind(fd, address.get(), address.length) != 0 || ::listen(fd, backlog) != 0) {
     int err = errno;
     ::close(fd);

@@ -4,13 +4,16 @@
 // deadlines and heartbeats. It never serves requests itself.
 #pragma once
 
+#include <cluster/detail/admin.hpp>
 #include <cluster/detail/asio.hpp>
 #include <cluster/detail/channel.hpp>
+#include <cluster/detail/channel_endpoint.hpp>
 #include <cluster/detail/control.hpp>
 #include <cluster/detail/listener.hpp>
 #include <cluster/detail/log.hpp>
 #include <cluster/detail/process.hpp>
 #include <cluster/detail/shared_region.hpp>
+#include <cluster/detail/status_report.hpp>
 #include <cluster/detail/worker.hpp>
 #include <cluster/options.hpp>
 
@@ -36,7 +39,7 @@ namespace cluster::detail {
 inline constexpr int max_slots = 1024;
 
 template <class Handler>
-class Cluster final : private control {
+class Cluster final : private control, private master_context {
  public:
   Cluster(Handler& handler, options opts)
       : handler_(handler), opts_(std::move(opts)), cells_((opts_.validate(), 3 * max_slots + 64)) {}
@@ -58,6 +61,9 @@ class Cluster final : private control {
     for (int i = 0; i < opts_.effective_workers(); ++i) add_slot();
     target_ = active_slots();
     steer();
+    if (!opts_.admin.empty())
+      admin_ = std::make_unique<admin_server>(io_, opts_, parse_admin_address(opts_.admin),
+                                              [this](const request& r) { return admin_response(r); });
     if (opts_.on_master_start) opts_.on_master_start();
 
     const sigset_t handled = signal_set_of(
@@ -69,12 +75,14 @@ class Cluster final : private control {
     ignore.sa_handler = SIG_IGN;
     ::sigaction(SIGPIPE, &ignore, &old_pipe);
     signals_.assign(open_signalfd(handled));
-    current_control() = this;
+    this_process().lifecycle = this;
+    this_process().master = this;
 
     log_line("master", "starting " + std::to_string(slots_.size()) + " workers on " + address_.to_string(port_));
     for (slot& s : slots_) pending_.push_back({s.index, false});
     asio::co_spawn(io_, read_signals(), asio::detached);
     asio::co_spawn(io_, supervise(), asio::detached);
+    if (admin_) admin_->start();
     // Forks happen here, between handlers, never inside one: the child then
     // starts from a plain stack with no Asio frame of the master above it.
     while (!finished_) {
@@ -82,7 +90,8 @@ class Cluster final : private control {
       if (finished_ || io_.run_one() == 0) break;
     }
 
-    current_control() = nullptr;
+    this_process().lifecycle = nullptr;
+    this_process().master = nullptr;
     asio::error_code ignored;
     signals_.close(ignored);
     ::sigaction(SIGPIPE, &old_pipe, nullptr);
@@ -104,7 +113,7 @@ class Cluster final : private control {
     bool aborted = false;
     bool killed = false;
     bool expected = false;  // the master asked it to go
-    std::shared_ptr<asio::posix::stream_descriptor> channel;
+    std::shared_ptr<channel_endpoint> channel;
   };
 
   struct slot {
@@ -116,6 +125,7 @@ class Cluster final : private control {
     bool removed = false;
     int early_failures = 0;  // consecutive
     int restarts = 0;
+    cell_totals folded;  // counters of the slot's finished processes
     std::unique_ptr<asio::steady_timer> respawn;
   };
 
@@ -220,7 +230,7 @@ class Cluster final : private control {
     w.slot = s.index;
     w.cell = cell;
     w.started = clock::now();
-    w.channel = std::make_shared<asio::posix::stream_descriptor>(io_, fds[0]);
+    w.channel = std::make_shared<channel_endpoint>(io_, fds[0], channel_queue_bytes);
     asio::co_spawn(io_, read_channel(pid, w.channel), asio::detached);
     workers_.push_back(std::move(w));
     (successor ? s.successor : s.current) = pid;
@@ -235,9 +245,11 @@ class Cluster final : private control {
       for (slot& s : slots_)
         if (s.index != setup.slot && s.listen_fd >= 0) ::close(s.listen_fd);
       for (worker& w : workers_)
-        if (w.channel) ::close(w.channel->native_handle());
+        if (w.channel) ::close(w.channel->fd());
       ::close(signals_.native_handle());
-      current_control() = nullptr;
+      if (admin_) admin_->close_descriptors_in_child();
+      this_process().lifecycle = nullptr;
+      this_process().master = nullptr;
       if (!become_worker_process(master)) return 1;
       Worker<Handler> worker(handler_, opts_, setup);
       return worker.run();
@@ -280,28 +292,19 @@ class Cluster final : private control {
 
   // --- Control channel -------------------------------------------------------
 
-  asio::awaitable<void> read_channel(pid_t pid, std::shared_ptr<asio::posix::stream_descriptor> channel) {
-    alignas(message_header) char buf[256];
-    for (;;) {
-      auto [ec] = co_await channel->async_wait(asio::posix::stream_descriptor::wait_read, use_tuple);
-      if (ec || !channel->is_open()) co_return;
-      for (int batch = 0; batch < 64; ++batch) {  // bounded: signals and timers run between batches
-        ssize_t n = ::recv(channel->native_handle(), buf, sizeof buf, MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-        if (n <= 0) co_return;  // the worker is exiting; SIGCHLD tells the rest
-        worker* w = find(pid);
-        if (!w) co_return;
-        message_header h;
-        if (!parse_header({buf, static_cast<std::size_t>(n)}, h) || !on_message(*w, h)) {
-          log_line("master", name(*w) + " sent a malformed control message; replacing it");
-          ::kill(pid, SIGKILL);
-          co_return;
-        }
-      }
+  asio::awaitable<void> read_channel(pid_t pid, std::shared_ptr<channel_endpoint> channel) {
+    bool well_formed = co_await channel->receive(scratch_, [this, pid](const message_header& h, std::string_view p) {
+      worker* w = find(pid);
+      return !w || on_message(*w, h, p);
+    });
+    // A closed channel means the worker is exiting: SIGCHLD tells the rest.
+    if (worker* w = find(pid); w && !well_formed) {
+      log_line("master", name(*w) + " sent a malformed control message; replacing it");
+      kill_worker(*w);
     }
   }
 
-  bool on_message(worker& w, const message_header& h) {
+  bool on_message(worker& w, const message_header& h, std::string_view payload) {
     switch (static_cast<message_kind>(h.kind)) {
       case message_kind::ready: on_ready(w); return true;
       case message_kind::recycle:
@@ -310,8 +313,80 @@ class Cluster final : private control {
         return true;
       case message_kind::reload: asio::post(io_, [this] { reload(); }); return true;
       case message_kind::scale: asio::post(io_, [this, n = h.type] { scale(static_cast<int>(n)); }); return true;
-      default: return false;
+      case message_kind::user:
+        if (opts_.on_message) {
+          try {
+            opts_.on_message(w.slot, message{h.type, std::string(payload)});
+          } catch (const std::exception& e) {
+            log_line("master", std::string("on_message callback threw: ") + e.what());
+          }
+        }
+        return true;
+      case message_kind::request:
+        asio::co_spawn(io_, answer(w.slot, w.channel, h.id, message{h.type, std::string(payload)}), asio::detached);
+        return true;
+      case message_kind::broadcast: relay(w, h, payload); return true;
+      default: return false;  // not a message a master gets
     }
+  }
+
+  // Runs options::on_request (possibly a coroutine) and sends its answer, or
+  // the error, back to the asking worker if it is still there.
+  asio::awaitable<void> answer(int slot, std::weak_ptr<channel_endpoint> to, std::uint64_t id, message m) {
+    message reply;
+    std::uint16_t flags = 0;
+    if (!opts_.on_request) {
+      reply.data = "the master has no on_request callback";
+      flags = flag_error;
+    } else {
+      try {
+        reply = co_await opts_.on_request(slot, std::move(m));
+        if (reply.data.size() > max_payload) {
+          reply = message{0, "the on_request answer exceeds the largest message"};
+          flags = flag_error;
+        }
+      } catch (const std::exception& e) {
+        reply = message{0, std::string("on_request threw: ") + e.what()};
+        flags = flag_error;
+      }
+    }
+    if (auto channel = to.lock()) channel->queue(message_kind::reply, reply.data, reply.type, id, flags);
+  }
+
+  // A broadcast goes to every live worker, the sender included, and then
+  // the sender gets its acknowledgement (after its own copy, on the same channel).
+  void relay(worker& from, const message_header& h, std::string_view payload) {
+    std::size_t refused = 0;
+    for (worker& w : workers_)
+      if (w.channel && !w.channel->queue(message_kind::user, payload, h.type, 0, flag_broadcast)) ++refused;
+    if (refused != 0) log_line("master", "broadcast not queued for " + std::to_string(refused) + " backed-up workers");
+    from.channel->queue(message_kind::broadcast_ack, {}, 0, h.id);
+  }
+
+  // --- master_context --------------------------------------------------------
+
+  std::error_code send(int slot, const message& m) override {
+    if (m.data.size() > opts_.max_message) return make_error_code(message_errc::too_large);
+    if (slot < 0 || slot >= static_cast<int>(slots_.size())) return make_error_code(message_errc::no_worker);
+    worker* w = find(slots_[static_cast<std::size_t>(slot)].current);
+    if (!w || !w->channel || !w->channel->is_open()) return make_error_code(message_errc::no_worker);
+    if (!w->channel->queue(message_kind::user, m.data, m.type)) return make_error_code(message_errc::full);
+    return {};
+  }
+
+  std::size_t broadcast(const message& m) override {
+    if (m.data.size() > opts_.max_message) return 0;
+    std::size_t queued = 0;
+    for (worker& w : workers_)
+      if (w.channel && w.channel->queue(message_kind::user, m.data, m.type, 0, flag_broadcast)) ++queued;
+    return queued;
+  }
+
+  std::vector<int> slots() const override {
+    std::vector<int> live;
+    for (const slot& s : slots_)
+      if (s.current > 0) live.push_back(s.index);
+    return live;
   }
 
   void on_ready(worker& w) {
@@ -329,8 +404,9 @@ class Cluster final : private control {
     });
     if (!all) return;
     announced_ = true;
-    std::printf("cluster: master %d listening on http://%s with %d workers\n", static_cast<int>(::getpid()),
-                address_.to_string(port_).c_str(), active_slots());
+    std::printf("cluster: master %d listening on http://%s with %d workers%s\n", static_cast<int>(::getpid()),
+                address_.to_string(port_).c_str(), active_slots(),
+                admin_ ? (", admin on " + admin_->url()).c_str() : "");
     std::fflush(stdout);
   }
 
@@ -349,7 +425,7 @@ class Cluster final : private control {
     w.expected = true;
     w.deadline = clock::now() + opts_.shutdown_timeout;
     log_line("master", name(w) + " draining: " + why);
-    if (!w.channel || send_message(w.channel->native_handle(), message_kind::drain) != 0) ::kill(w.pid, SIGTERM);
+    if (!w.channel || !w.channel->send_now(message_kind::drain)) ::kill(w.pid, SIGTERM);
   }
 
   // --- Exits and respawns ----------------------------------------------------
@@ -378,10 +454,8 @@ class Cluster final : private control {
     bool was_ready = w.state != phase::starting;
     log_line("master", name(w) + " " + describe_wait_status(status) + " after " + std::to_string(uptime.count()) +
                            " ms" + (was_ready ? "" : " (before it was ready)"));
-    if (w.channel) {
-      asio::error_code ignored;
-      w.channel->close(ignored);
-    }
+    if (w.channel) w.channel->close();
+    if (sp) sp->folded.add(cells_.cell(w.cell));
     free_cells_.push_back(w.cell);
     pid_t pid = w.pid;
     std::erase_if(workers_, [pid](const worker& x) { return x.pid == pid; });  // `w` is gone from here on
@@ -578,7 +652,7 @@ class Cluster final : private control {
         cur->state = phase::draining;
         cur->deadline = clock::now() + opts_.shutdown_timeout;
         log_line("master", name(*cur) + " retiring: slot " + std::to_string(s.index) + " is being removed");
-        if (!cur->channel || send_message(cur->channel->native_handle(), message_kind::retire) != 0)
+        if (!cur->channel || !cur->channel->send_now(message_kind::retire))
           ::kill(cur->pid, SIGTERM);
       } else if (s.successor < 0) {
         s.removed = true;
@@ -587,6 +661,59 @@ class Cluster final : private control {
     }
     remove_retired_slots();
     if (changed) log_line("master", "scaled to " + std::to_string(active) + " workers");
+  }
+
+  // --- Admin endpoint ---------------------------------------------------------
+
+  response admin_response(const request& req) {
+    if (req.method() != "GET" && req.method() != "HEAD") {
+      auto r = response::text("only GET and HEAD are served here\n", 405);
+      r.set("Allow", "GET, HEAD");
+      return r;
+    }
+    auto path = req.path();
+    if (path == "/metrics")
+      return response::with(200, render_prometheus(snapshot()), "text/plain; version=0.0.4; charset=utf-8");
+    if (path == "/status") {
+      if (req.query().find("format=text") != std::string_view::npos)
+        return response::text(render_table(snapshot()));
+      return response::json(render_json(snapshot()));
+    }
+    return response::text("not found: try /metrics, /status or /status?format=text\n", 404);
+  }
+
+  cluster_status snapshot() {
+    auto now = clock::now();
+    cluster_status st;
+    st.master_pid = ::getpid();
+    st.master_uptime_seconds = std::chrono::duration<double>(now - started_at_).count();
+    st.state = stopping_ ? "stopping" : reloading_ ? "reloading" : announced_ ? "running" : "starting";
+    st.master = read_process_stats(st.master_pid);
+    for (const slot& s : slots_) {
+      slot_status ss;
+      ss.slot = s.index;
+      ss.restarts = static_cast<std::uint64_t>(s.restarts);
+      ss.totals = s.folded;
+      for (const worker& w : workers_) {
+        if (w.slot != s.index) continue;
+        const worker_cell& c = cells_.cell(w.cell);
+        ss.totals.add(c);
+        ss.open_connections += c.open_connections.load(std::memory_order_relaxed);
+      }
+      const worker* cur = s.current > 0 ? find(s.current) : nullptr;
+      ss.state = s.retiring ? "retiring" : !cur ? "down" : cur->state == phase::ready ? "ready"
+                                                         : cur->state == phase::starting ? "starting" : "draining";
+      if (cur) {
+        ++st.workers;
+        ss.pid = cur->pid;
+        ss.uptime_seconds = std::chrono::duration<double>(now - cur->started).count();
+        ss.loop_lag_seconds =
+            static_cast<double>(cells_.cell(cur->cell).loop_lag_us.load(std::memory_order_relaxed)) / 1e6;
+        ss.process = read_process_stats(cur->pid);
+      }
+      st.slots.push_back(std::move(ss));
+    }
+    return st;
   }
 
   // --- Supervision tick: start deadlines, hangs, drain deadlines, memory ------
@@ -738,12 +865,15 @@ class Cluster final : private control {
   std::vector<worker> workers_;
   std::deque<fork_request> pending_;
   std::vector<std::size_t> free_cells_;
+  std::vector<char> scratch_ = std::vector<char>(max_packet);  // receive buffer shared by all channels
   std::size_t next_cell_ = 0;
   std::deque<clock::time_point> failures_;
   std::deque<int> reload_queue_;
   int reload_slot_ = -1;
   int target_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
+  clock::time_point started_at_ = clock::now();
+  std::unique_ptr<admin_server> admin_;
   asio::posix::stream_descriptor signals_{io_};
   bool announced_ = false;
   bool reloading_ = false;

@@ -1,20 +1,30 @@
 // Response serialisation: status line, the server's framing fields, the
-// handler's fields and the body, appended to a connection's output buffer.
+// handler's fields and the body, appended to a connection's output buffer;
+// and the pieces of a streamed (chunked) body.
 #pragma once
 
 #include <cluster/response.hpp>
 
 #include <charconv>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace cluster::detail {
 
+/// How a response's body is delimited on the wire (RFC 9112 §6.3).
+enum class body_framing : std::uint8_t {
+  length,   ///< Content-Length: a response whose body is known
+  chunked,  ///< Transfer-Encoding: chunked: a streamed response to HTTP/1.1
+  close,    ///< neither: the body ends when the connection closes (a stream to HTTP/1.0)
+};
+
 /// How a response is framed for the request it answers.
 struct framing {
-  bool head = false;        ///< the request was HEAD: headers only
-  bool close = false;       ///< the connection closes after this response
+  bool head = false;           ///< the request was HEAD: headers only
+  bool close = false;          ///< the connection closes after this response
   bool keep_alive_10 = false;  ///< HTTP/1.0 keep-alive: say so explicitly
+  body_framing body = body_framing::length;
 };
 
 /// RFC 9110 §6.4.1: 1xx, 204 and 304 responses never carry content.
@@ -28,9 +38,27 @@ inline bool wants_close(const response& res) noexcept {
   return !v.empty() && iequals(v, "close");
 }
 
-/// Appends the wire form of `res` to `out`. `date` is a complete Date line.
-inline void serialize(std::string& out, const response& res, framing f, std::string_view date) {
-  int status = res.status;
+/// The interim response that tells a client to send its body (RFC 9110 §15.2.1).
+inline constexpr std::string_view continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The chunk that ends a chunked body, with an empty trailer section.
+inline constexpr std::string_view last_chunk = "0\r\n\r\n";
+
+/// Writes the size line of a chunk of `n` bytes ("1f4\r\n") into `buf` and
+/// returns its length.
+inline std::size_t chunk_size_line(char (&buf)[24], std::size_t n) noexcept {
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf - 2, n, 16);
+  (void)ec;
+  *end++ = '\r';
+  *end++ = '\n';
+  return static_cast<std::size_t>(end - buf);
+}
+
+/// Appends the status line and header section of a response (through the
+/// empty line) to `out`. `date` is a complete Date line; `content_length` is
+/// used when `f.body` is length.
+inline void serialize_head(std::string& out, int status, const response_headers& headers, framing f,
+                           std::string_view date, std::size_t content_length) {
   char digits[24];
   out += "HTTP/1.1 ";
   auto [end, ec] = std::to_chars(digits, digits + sizeof digits, status);
@@ -39,23 +67,27 @@ inline void serialize(std::string& out, const response& res, framing f, std::str
   out += ' ';
   out += reason_phrase(status);
   out += "\r\n";
-  if (!res.headers.contains("Date")) out += date;
-  bool body_allowed = status_has_body(status);
-  if (body_allowed) {
-    out += "Content-Length: ";
-    auto [e2, ec2] = std::to_chars(digits, digits + sizeof digits, res.body.size());
-    (void)ec2;
-    out.append(digits, e2);
-    out += "\r\n";
+  if (!headers.contains("Date")) out += date;
+  if (status_has_body(status)) {
+    // A HEAD response states the framing the GET would have (RFC 9110 §9.3.2).
+    if (f.body == body_framing::length) {
+      out += "Content-Length: ";
+      auto [e2, ec2] = std::to_chars(digits, digits + sizeof digits, content_length);
+      (void)ec2;
+      out.append(digits, e2);
+      out += "\r\n";
+    } else if (f.body == body_framing::chunked) {
+      out += "Transfer-Encoding: chunked\r\n";
+    }
   }
   if (f.close)
     out += "Connection: close\r\n";
   else if (f.keep_alive_10)
     out += "Connection: keep-alive\r\n";
-  if (res.headers.contains("Connection")) {
+  if (headers.contains("Connection")) {
     // The server decides persistence; the handler's Connection field only
     // asks for close, which `f.close` already reflects.
-    res.headers.for_each([&](std::string_view n, std::string_view v) {
+    headers.for_each([&](std::string_view n, std::string_view v) {
       if (iequals(n, "Connection")) return;
       out += n;
       out += ": ";
@@ -63,21 +95,28 @@ inline void serialize(std::string& out, const response& res, framing f, std::str
       out += "\r\n";
     });
   } else {
-    out += res.headers.view();
+    out += headers.view();
   }
   out += "\r\n";
-  if (body_allowed && !f.head) out += res.body;
 }
 
-/// Appends a complete server-generated error response (e.g. 400, 408, 413)
-/// that closes the connection.
-inline void serialize_error(std::string& out, int status, std::string_view date) {
+/// Appends the wire form of a complete response `res` to `out`. `date` is a
+/// complete Date line.
+inline void serialize(std::string& out, const response& res, framing f, std::string_view date) {
+  serialize_head(out, res.status, res.headers, f, date, res.body.size());
+  if (status_has_body(res.status) && !f.head) out += res.body;
+}
+
+/// Appends a server-generated error response (e.g. 400, 408, 413); by
+/// default one that closes the connection.
+inline void serialize_error(std::string& out, int status, std::string_view date, framing f = {.close = true}) {
   response res;
   res.status = status;
   res.headers.set("Content-Type", "text/plain; charset=utf-8");
   res.body = reason_phrase(status);
   res.body += '\n';
-  serialize(out, res, framing{.close = true}, date);
+  f.body = body_framing::length;
+  serialize(out, res, f, date);
 }
 
 }  // namespace cluster::detail

@@ -5,7 +5,9 @@
 // to update a cell.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <iterator>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -17,7 +19,17 @@
 
 namespace cluster::detail {
 
-/// What one worker process publishes about itself.
+/// Upper bounds, in microseconds, of the request-duration histogram buckets
+/// (the last bucket, +Inf, is implicit).
+inline constexpr std::int64_t duration_bounds_us[] = {500,     1'000,   2'500,   5'000,     10'000,    25'000,
+                                                      50'000,  100'000, 250'000, 500'000,   1'000'000, 2'500'000,
+                                                      5'000'000, 10'000'000};
+inline constexpr std::size_t duration_buckets = std::size(duration_bounds_us) + 1;
+
+/// What one worker process publishes about itself. Written only by that
+/// process (single writer: bump() needs no locked instruction), read by the
+/// master. Counters start at 0 for each process; the master adds a finished
+/// process's counters to its slot's totals.
 struct alignas(64) worker_cell {
   /// steady_clock (CLOCK_MONOTONIC, the same in every process) time of the
   /// event loop's last tick, in nanoseconds; 0 before the first.
@@ -26,18 +38,74 @@ struct alignas(64) worker_cell {
   std::atomic<std::int64_t> loop_lag_us{0};
   /// Requests answered by this process.
   std::atomic<std::uint64_t> requests{0};
+  /// Responses by status class: [0] 1xx ... [4] 5xx.
+  std::atomic<std::uint64_t> responses[5] = {};
+  /// Request durations, from the complete request to its response queued.
+  std::atomic<std::uint64_t> duration_count[duration_buckets] = {};
+  std::atomic<std::uint64_t> duration_sum_us{0};
+  /// Bytes read from and written to clients.
+  std::atomic<std::uint64_t> bytes_in{0};
+  std::atomic<std::uint64_t> bytes_out{0};
+  /// Connections accepted, and open now.
+  std::atomic<std::uint64_t> connections{0};
+  std::atomic<std::int64_t> open_connections{0};
 
   void reset() noexcept {
-    heartbeat_ns.store(0, std::memory_order_relaxed);
-    loop_lag_us.store(0, std::memory_order_relaxed);
-    requests.store(0, std::memory_order_relaxed);
+    auto zero = [](auto& a) { a.store(0, std::memory_order_relaxed); };
+    zero(heartbeat_ns), zero(loop_lag_us), zero(requests), zero(duration_sum_us), zero(bytes_in), zero(bytes_out);
+    zero(connections), zero(open_connections);
+    for (auto& c : responses) zero(c);
+    for (auto& c : duration_count) zero(c);
   }
 
   /// Single-writer increment: a plain load and store, no locked instruction.
   static void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) noexcept {
     counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
   }
+
+  /// Records one answered request.
+  void record(int status, std::int64_t duration_us) noexcept {
+    bump(requests);
+    int cls = status / 100 - 1;
+    if (cls >= 0 && cls < 5) bump(responses[cls]);
+    std::size_t b = 0;
+    while (b < std::size(duration_bounds_us) && duration_us > duration_bounds_us[b]) ++b;
+    bump(duration_count[b]);
+    bump(duration_sum_us, static_cast<std::uint64_t>(duration_us < 0 ? 0 : duration_us));
+  }
 };
+/// A plain sum of worker cells: a slot's totals over all its processes.
+struct cell_totals {
+  std::uint64_t requests = 0;
+  std::uint64_t responses[5] = {};
+  std::uint64_t duration_count[duration_buckets] = {};
+  std::uint64_t duration_sum_us = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t connections = 0;
+
+  void add(const worker_cell& c) noexcept {
+    auto get = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    requests += get(c.requests);
+    for (std::size_t i = 0; i < 5; ++i) responses[i] += get(c.responses[i]);
+    for (std::size_t i = 0; i < duration_buckets; ++i) duration_count[i] += get(c.duration_count[i]);
+    duration_sum_us += get(c.duration_sum_us);
+    bytes_in += get(c.bytes_in);
+    bytes_out += get(c.bytes_out);
+    connections += get(c.connections);
+  }
+
+  void add(const cell_totals& o) noexcept {
+    requests += o.requests;
+    for (std::size_t i = 0; i < 5; ++i) responses[i] += o.responses[i];
+    for (std::size_t i = 0; i < duration_buckets; ++i) duration_count[i] += o.duration_count[i];
+    duration_sum_us += o.duration_sum_us;
+    bytes_in += o.bytes_in;
+    bytes_out += o.bytes_out;
+    connections += o.connections;
+  }
+};
+
 static_assert(std::atomic<std::int64_t>::is_always_lock_free, "shared counters must be lock-free");
 
 /// Monotonic time in nanoseconds, comparable across the cluster's processes.

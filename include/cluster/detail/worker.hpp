@@ -5,6 +5,7 @@
 
 #include <cluster/detail/asio.hpp>
 #include <cluster/detail/channel.hpp>
+#include <cluster/detail/channel_endpoint.hpp>
 #include <cluster/detail/connection.hpp>
 #include <cluster/detail/control.hpp>
 #include <cluster/detail/log.hpp>
@@ -13,8 +14,13 @@
 #include <cluster/handler.hpp>
 #include <cluster/options.hpp>
 
+#include <cluster/messaging.hpp>
+
+#include <deque>
 #include <memory>
+#include <optional>
 #include <string>
+#include <unordered_map>
 
 #include <sys/signalfd.h>
 
@@ -30,8 +36,12 @@ struct worker_setup {
   std::uint64_t request_limit = 0;  ///< 0: never recycle
 };
 
+/// Bytes of messages a process keeps queued for one channel before senders
+/// get backpressure (try_send fails with `full`, send waits).
+inline constexpr std::size_t channel_queue_bytes = 1 << 20;
+
 template <class Handler>
-class Worker final : private control {
+class Worker final : private control, private worker_context {
  public:
   /// The setup's descriptors are this worker's; it closes its copies when it
   /// is done (the master keeps its own listening socket).
@@ -41,8 +51,9 @@ class Worker final : private control {
         slot_(setup.slot),
         state_(opts),
         acceptor_(io_),
-        channel_(io_, setup.channel_fd),
+        channel_(std::make_shared<channel_endpoint>(io_, setup.channel_fd, channel_queue_bytes)),
         signals_(io_),
+        inbox_signal_(io_),
         gate_(io_),
         heartbeat_(io_) {
     acceptor_.assign(setup.family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), setup.listen_fd);
@@ -52,10 +63,14 @@ class Worker final : private control {
     state_.owner = this;
     state_.on_close = [](void* self) { static_cast<Worker*>(self)->on_connection_closed(); };
     state_.on_request_limit = [](void* self) { static_cast<Worker*>(self)->ask(message_kind::recycle); };
-    current_control() = this;
+    this_process().lifecycle = this;
+    this_process().worker = this;
   }
 
-  ~Worker() { current_control() = nullptr; }
+  ~Worker() {
+    this_process().lifecycle = nullptr;
+    this_process().worker = nullptr;
+  }
 
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -79,9 +94,9 @@ class Worker final : private control {
   std::string role() const { return "worker " + std::to_string(slot_); }
 
   bool ask(message_kind kind, std::uint32_t type = 0) {
-    int err = send_message(channel_.native_handle(), kind, {}, type);
-    if (err != 0) log_line(role(), std::string("cannot reach the master: ") + std::strerror(err));
-    return err == 0;
+    bool sent = channel_->send_now(kind, {}, type);
+    if (!sent) log_line(role(), "cannot reach the master: control channel closed or full");
+    return sent;
   }
 
   bool reload() override { return ask(message_kind::reload); }
@@ -140,30 +155,152 @@ class Worker final : private control {
   }
 
   asio::awaitable<void> read_channel() {
-    alignas(message_header) char buf[256];
-    for (;;) {
-      auto [ec] = co_await channel_.async_wait(asio::posix::stream_descriptor::wait_read, use_tuple);
-      if (ec) co_return;
-      for (;;) {
-        ssize_t n = ::recv(channel_.native_handle(), buf, sizeof buf, MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-        if (n <= 0) {
-          // The master is gone (the kernel's parent-death signal normally
-          // got here first): finish what is in flight and exit.
-          log_line(role(), "control channel closed by the master; draining");
-          begin_drain();
-          co_return;
-        }
-        message_header h;
-        if (!parse_header({buf, static_cast<std::size_t>(n)}, h)) {
-          log_line(role(), "ignored a malformed control message");
-          continue;
-        }
-        if (h.kind == static_cast<std::uint16_t>(message_kind::drain)) begin_drain();
-        if (h.kind == static_cast<std::uint16_t>(message_kind::retire)) retire();
-        if (!channel_.is_open()) co_return;  // drained and done
-      }
+    std::vector<char> scratch(max_packet);
+    bool well_formed = co_await channel_->receive(scratch, [this](const message_header& h, std::string_view payload) {
+      return on_channel_message(h, payload);
+    });
+    if (!well_formed) log_line(role(), "malformed control message from the master");
+    fail_pending(message_errc::closed);
+    if (!state_.draining) {
+      // The master is gone (the kernel's parent-death signal normally got
+      // here first): finish what is in flight and exit.
+      log_line(role(), "control channel closed by the master; draining");
+      begin_drain();
     }
+  }
+
+  bool on_channel_message(const message_header& h, std::string_view payload) {
+    switch (static_cast<message_kind>(h.kind)) {
+      case message_kind::drain: begin_drain(); return true;
+      case message_kind::retire: retire(); return true;
+      case message_kind::user: deliver(message{h.type, std::string(payload)}); return true;
+      case message_kind::reply:
+      case message_kind::broadcast_ack: {
+        auto it = pending_.find(h.id);
+        if (it == pending_.end()) return true;  // its request timed out already
+        if (h.flags & flag_error) {
+          it->second->error = message_errc::remote_error;
+          it->second->error_text = std::string(payload);
+        } else {
+          it->second->answer = message{h.type, std::string(payload)};
+        }
+        it->second->done.cancel();
+        pending_.erase(it);
+        return true;
+      }
+      default: return false;  // not a message a worker gets
+    }
+  }
+
+  // --- worker_context --------------------------------------------------------
+
+  struct pending_call {
+    explicit pending_call(asio::io_context& io) : done(io) {}
+    asio::steady_timer done;  // cancelled when the answer arrives
+    std::optional<message> answer;
+    message_errc error{};
+    std::string error_text;
+  };
+
+  int slot() const override { return slot_; }
+
+  std::error_code try_send(const message& m) override {
+    if (m.data.size() > opts_.max_message) return make_error_code(message_errc::too_large);
+    if (!channel_->is_open()) return make_error_code(message_errc::closed);
+    if (!channel_->queue(message_kind::user, m.data, m.type)) return make_error_code(message_errc::full);
+    return {};
+  }
+
+  asio::awaitable<void> send(message m) override { co_await enqueue(message_kind::user, m, 0); }
+
+  asio::awaitable<message> request(message m, std::chrono::milliseconds timeout) override {
+    co_return co_await call(message_kind::request, std::move(m), timeout);
+  }
+
+  asio::awaitable<void> broadcast(message m, std::chrono::milliseconds timeout) override {
+    co_await call(message_kind::broadcast, std::move(m), timeout);
+  }
+
+  void on_message(std::function<void(const message&)> f) override {
+    callback_ = std::move(f);
+    while (callback_ && !inbox_.empty()) {
+      message m = std::move(inbox_.front());
+      inbox_.pop_front();
+      callback_(m);
+    }
+  }
+
+  asio::awaitable<message> receive() override {
+    for (;;) {
+      if (!inbox_.empty()) {
+        message m = std::move(inbox_.front());
+        inbox_.pop_front();
+        co_return m;
+      }
+      if (!channel_->is_open()) throw message_error(message_errc::closed, "the master is gone");
+      inbox_signal_.expires_at(clock::time_point::max());
+      co_await inbox_signal_.async_wait(use_tuple);
+    }
+  }
+
+  void deliver(message m) {
+    if (callback_) {
+      try {
+        callback_(m);
+      } catch (const std::exception& e) {
+        log_line(role(), std::string("on_message callback threw: ") + e.what());
+      }
+      return;
+    }
+    if (inbox_.size() >= 4096) {
+      if (!inbox_overflow_logged_) log_line(role(), "unreceived messages exceed 4096; dropping the oldest");
+      inbox_overflow_logged_ = true;
+      inbox_.pop_front();
+    }
+    inbox_.push_back(std::move(m));
+    inbox_signal_.cancel();
+  }
+
+  // Queues `m`, waiting for room while the channel is backed up.
+  asio::awaitable<void> enqueue(message_kind kind, const message& m, std::uint64_t id) {
+    if (m.data.size() > opts_.max_message)
+      throw message_error(message_errc::too_large, "message of " + std::to_string(m.data.size()) +
+                                                       " bytes exceeds max_message (" +
+                                                       std::to_string(opts_.max_message) + ")");
+    for (int tries = 0;; ++tries) {
+      if (!channel_->is_open()) throw message_error(message_errc::closed, "the master is gone");
+      if (channel_->queue(kind, m.data, m.type, id)) co_return;
+      co_await channel_->wait_for_room();
+    }
+  }
+
+  asio::awaitable<message> call(message_kind kind, message m, std::chrono::milliseconds timeout) {
+    std::uint64_t id = ++next_id_;
+    pending_call call(io_);
+    call.done.expires_after(timeout);
+    pending_.emplace(id, &call);
+    try {
+      co_await enqueue(kind, m, id);
+    } catch (...) {
+      pending_.erase(id);
+      throw;
+    }
+    co_await call.done.async_wait(use_tuple);  // cancelled by the answer, or the timeout
+    pending_.erase(id);  // no-op when answered
+    if (call.answer) co_return std::move(*call.answer);
+    if (call.error == message_errc::remote_error) throw message_error(message_errc::remote_error, call.error_text);
+    if (call.error != message_errc{}) throw message_error(call.error);
+    throw message_error(message_errc::timeout, "no answer from the master within " +
+                                                   std::to_string(timeout.count()) + " ms");
+  }
+
+  void fail_pending(message_errc why) {
+    for (auto& [id, call] : pending_) {
+      call->error = why;
+      call->done.cancel();
+    }
+    pending_.clear();
+    inbox_signal_.cancel();
   }
 
   asio::awaitable<void> read_signals() {
@@ -219,7 +356,7 @@ class Worker final : private control {
   void finish_if_drained() {
     if (state_.open != 0) return;
     asio::error_code ignored;
-    channel_.close(ignored);
+    channel_->close();
     signals_.close(ignored);
     heartbeat_.cancel();
     io_.stop();
@@ -231,8 +368,14 @@ class Worker final : private control {
   server_state state_;  // outlives io_: pending handlers may hold connections
   asio::io_context io_{1};
   asio::ip::tcp::acceptor acceptor_;
-  asio::posix::stream_descriptor channel_;
+  std::shared_ptr<channel_endpoint> channel_;
   asio::posix::stream_descriptor signals_;
+  asio::steady_timer inbox_signal_;
+  std::deque<message> inbox_;
+  std::function<void(const message&)> callback_;
+  std::unordered_map<std::uint64_t, pending_call*> pending_;
+  std::uint64_t next_id_ = 0;
+  bool inbox_overflow_logged_ = false;
   asio::steady_timer gate_;
   asio::steady_timer heartbeat_;
 };

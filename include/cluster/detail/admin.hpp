@@ -1,0 +1,108 @@
+// The admin endpoint: served by the master's own io_context on its own
+// address (TCP or a Unix socket), through the same HTTP connection code,
+// parser and limits as the workers.
+#pragma once
+
+#include <cluster/detail/asio.hpp>
+#include <cluster/detail/connection.hpp>
+#include <cluster/detail/listener.hpp>
+#include <cluster/detail/log.hpp>
+#include <cluster/options.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <sys/stat.h>
+#include <sys/un.h>
+
+namespace cluster::detail {
+
+/// The admin HTTP server. `Render` answers a request: response(const request&).
+class admin_server {
+ public:
+  using render_fn = std::function<response(const request&)>;
+
+  admin_server(asio::io_context& io, const options& opts, const admin_address& where, render_fn render)
+      : io_(io), tcp_state_(opts), local_state_(opts), render_(std::move(render)), tcp_(io), local_(io) {
+    if (where.unix_socket) {
+      path_ = where.path;
+      struct stat st{};
+      // A socket left by an earlier run would make bind fail; only a socket
+      // is removed, never another kind of file.
+      if (::lstat(path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path_.c_str());
+      asio::local::stream_protocol::endpoint ep(path_);
+      local_.open(ep.protocol());
+      asio::error_code ec;
+      local_.bind(ep, ec);
+      if (ec) throw std::system_error(ec, "cluster: cannot listen for admin on unix:" + path_);
+      ::chmod(path_.c_str(), 0600);  // the endpoint can reload and scale: owner only
+      local_.listen(asio::socket_base::max_listen_connections);
+      url_ = "unix:" + path_;
+    } else {
+      listen_address address = resolve_listen_address(where.host, where.port);
+      int fd = open_listener(address, where.port, 64, /*reuseport=*/false);
+      int port = bound_port(fd);
+      tcp_.assign(address.family() == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
+      url_ = "http://" + address.to_string(port);
+    }
+  }
+
+  ~admin_server() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+
+  admin_server(const admin_server&) = delete;
+  admin_server& operator=(const admin_server&) = delete;
+
+  /// "http://127.0.0.1:9090" or "unix:/run/app.sock".
+  const std::string& url() const noexcept { return url_; }
+
+  void start() {
+    if (tcp_.is_open()) asio::co_spawn(io_, accept_loop(tcp_, tcp_state_), asio::detached);
+    if (local_.is_open()) asio::co_spawn(io_, accept_loop(local_, local_state_), asio::detached);
+  }
+
+  /// In a freshly forked worker: close the master's admin sockets, or a
+  /// worker would keep an admin client's connection open after the master
+  /// closed it.
+  void close_descriptors_in_child() noexcept {
+    if (tcp_.is_open()) ::close(tcp_.native_handle());
+    if (local_.is_open()) ::close(local_.native_handle());
+    close_connections<asio::ip::tcp::socket>(tcp_state_);
+    close_connections<asio::local::stream_protocol::socket>(local_state_);
+  }
+
+ private:
+  template <class Socket>
+  static void close_connections(server_state& state) noexcept {
+    for (connection_link* l = state.connections.next; l != &state.connections; l = l->next)
+      ::close(static_cast<basic_connection<Socket>*>(l)->native_handle());
+  }
+
+  template <class Acceptor>
+  asio::awaitable<void> accept_loop(Acceptor& acceptor, server_state& state) {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      if (ec) {
+        log_line("master", "admin accept failed: " + ec.message());
+        continue;
+      }
+      using connection_type = basic_connection<std::decay_t<decltype(socket)>>;
+      auto c = std::make_shared<connection_type>(std::move(socket), state);
+      asio::co_spawn(io_, connection_type::serve(std::move(c), render_), asio::detached);
+    }
+  }
+
+  asio::io_context& io_;
+  server_state tcp_state_;    // one list per socket type: the child closes them by type
+  server_state local_state_;
+  render_fn render_;
+  asio::ip::tcp::acceptor tcp_;
+  asio::local::stream_protocol::acceptor local_;
+  std::string path_;
+  std::string url_;
+};
+
+}  // namespace cluster::detail

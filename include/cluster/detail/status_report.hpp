@@ -1,0 +1,236 @@
+// What the admin endpoint shows: a snapshot of the cluster (taken by the
+// master from the shared cells and /proc, never by asking workers) rendered
+// as Prometheus text exposition format 0.0.4, as JSON, or as a table.
+#pragma once
+
+#include <cluster/detail/shared_region.hpp>
+
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <dirent.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+namespace cluster::detail {
+
+/// A process's resource use, from /proc.
+struct process_stats {
+  double cpu_seconds = 0;         ///< user + system time
+  std::uint64_t rss_bytes = 0;    ///< resident set size
+  std::uint64_t vsize_bytes = 0;  ///< virtual memory size
+  double start_time = 0;          ///< seconds since the epoch
+  int open_fds = 0;
+  bool found = false;
+};
+
+/// Reads /proc/<pid>/stat and counts /proc/<pid>/fd.
+inline process_stats read_process_stats(pid_t pid) {
+  process_stats p;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return p;
+  // The command name may hold spaces and parentheses: fields follow the last ')'.
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return p;
+  std::istringstream rest(stat.substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string x; rest >> x;) f.push_back(x);
+  if (f.size() < 22) return p;
+  // Fields from "state" (3) on: utime 14, stime 15, starttime 22, vsize 23, rss 24.
+  double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  p.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+  double boot = 0;
+  {
+    std::ifstream s("/proc/stat");
+    for (std::string line; std::getline(s, line);)
+      if (line.starts_with("btime ")) boot = std::stod(line.substr(6));
+  }
+  p.start_time = boot + std::stod(f[19]) / ticks;
+  p.vsize_bytes = std::stoull(f[20]);
+  p.rss_bytes = std::stoull(f[21]) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++p.open_fds;
+    ::closedir(d);
+  }
+  p.found = true;
+  return p;
+}
+
+/// One slot as shown by the admin endpoint.
+struct slot_status {
+  int slot = 0;
+  pid_t pid = -1;           ///< its current worker, or -1
+  std::string state;        ///< starting, ready, draining, down, retiring
+  double uptime_seconds = 0;
+  std::uint64_t restarts = 0;
+  cell_totals totals;       ///< every process the slot had, the current one included
+  std::int64_t open_connections = 0;
+  double loop_lag_seconds = 0;
+  process_stats process;
+};
+
+/// The whole cluster as shown by the admin endpoint.
+struct cluster_status {
+  pid_t master_pid = 0;
+  double master_uptime_seconds = 0;
+  std::string state;  ///< starting, running, reloading, stopping
+  int workers = 0;    ///< live workers serving a slot
+  process_stats master;
+  std::vector<slot_status> slots;
+};
+
+namespace report {
+
+inline std::string num(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.9g", v);
+  return b;
+}
+inline std::string num(std::uint64_t v) { return std::to_string(v); }
+inline std::string num(std::int64_t v) { return std::to_string(v); }
+inline std::string num(int v) { return std::to_string(v); }
+
+inline void family(std::string& out, const char* name, const char* type, const char* help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+inline void sample(std::string& out, const std::string& name, const std::string& labels, const std::string& value) {
+  out += name;
+  if (!labels.empty()) out += "{" + labels + "}";
+  out += ' ';
+  out += value;
+  out += '\n';
+}
+
+inline std::string slot_label(const slot_status& s) { return "slot=\"" + std::to_string(s.slot) + "\""; }
+
+inline std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace report
+
+/// Prometheus text exposition format 0.0.4.
+inline std::string render_prometheus(const cluster_status& st) {
+  using namespace report;
+  std::string o;
+  o.reserve(4096 + st.slots.size() * 2048);
+  family(o, "cluster_workers", "gauge", "Worker processes currently serving a slot.");
+  sample(o, "cluster_workers", "", num(st.workers));
+  family(o, "cluster_slots", "gauge", "Worker slots configured.");
+  sample(o, "cluster_slots", "", num(static_cast<int>(st.slots.size())));
+  family(o, "cluster_requests_total", "counter", "HTTP requests answered by the slot's workers, all generations.");
+  for (auto& s : st.slots) sample(o, "cluster_requests_total", slot_label(s), num(s.totals.requests));
+  family(o, "cluster_responses_total", "counter", "HTTP responses by status class.");
+  for (auto& s : st.slots)
+    for (int c = 0; c < 5; ++c)
+      sample(o, "cluster_responses_total", slot_label(s) + ",code=\"" + std::to_string(c + 1) + "xx\"",
+             num(s.totals.responses[c]));
+  family(o, "cluster_worker_restarts_total", "counter", "Times the slot's worker was replaced after it died.");
+  for (auto& s : st.slots) sample(o, "cluster_worker_restarts_total", slot_label(s), num(s.restarts));
+  family(o, "cluster_connections_total", "counter", "Connections accepted.");
+  for (auto& s : st.slots) sample(o, "cluster_connections_total", slot_label(s), num(s.totals.connections));
+  family(o, "cluster_open_connections", "gauge", "Connections open now.");
+  for (auto& s : st.slots) sample(o, "cluster_open_connections", slot_label(s), num(s.open_connections));
+  family(o, "cluster_received_bytes_total", "counter", "Bytes read from clients.");
+  for (auto& s : st.slots) sample(o, "cluster_received_bytes_total", slot_label(s), num(s.totals.bytes_in));
+  family(o, "cluster_sent_bytes_total", "counter", "Bytes written to clients.");
+  for (auto& s : st.slots) sample(o, "cluster_sent_bytes_total", slot_label(s), num(s.totals.bytes_out));
+  family(o, "cluster_event_loop_lag_seconds", "gauge", "How late the worker's last event-loop tick ran.");
+  for (auto& s : st.slots) sample(o, "cluster_event_loop_lag_seconds", slot_label(s), num(s.loop_lag_seconds));
+  family(o, "cluster_request_duration_seconds", "histogram", "Time from a complete request to its response.");
+  for (auto& s : st.slots) {
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < duration_buckets; ++b) {
+      cumulative += s.totals.duration_count[b];
+      std::string le = b < std::size(duration_bounds_us)
+                           ? num(static_cast<double>(duration_bounds_us[b]) / 1e6)
+                           : std::string("+Inf");
+      sample(o, "cluster_request_duration_seconds_bucket", slot_label(s) + ",le=\"" + le + "\"", num(cumulative));
+    }
+    sample(o, "cluster_request_duration_seconds_sum", slot_label(s),
+           num(static_cast<double>(s.totals.duration_sum_us) / 1e6));
+    sample(o, "cluster_request_duration_seconds_count", slot_label(s), num(cumulative));
+  }
+  // The standard process metrics, once per process, told apart by labels.
+  auto process_family = [&](const char* name, const char* type, const char* help, auto value) {
+    family(o, name, type, help);
+    if (st.master.found) sample(o, name, "role=\"master\"", value(st.master));
+    for (auto& s : st.slots)
+      if (s.process.found) sample(o, name, "role=\"worker\"," + slot_label(s), value(s.process));
+  };
+  process_family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+                 [](const process_stats& p) { return num(p.cpu_seconds); });
+  process_family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                 [](const process_stats& p) { return num(p.rss_bytes); });
+  process_family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                 [](const process_stats& p) { return num(p.vsize_bytes); });
+  process_family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+                 [](const process_stats& p) { return num(p.start_time); });
+  process_family("process_open_fds", "gauge", "Number of open file descriptors.",
+                 [](const process_stats& p) { return num(p.open_fds); });
+  return o;
+}
+
+/// The same snapshot as JSON.
+inline std::string render_json(const cluster_status& st) {
+  using namespace report;
+  std::string o = "{\"master\":{\"pid\":" + num(static_cast<int>(st.master_pid)) +
+                  ",\"uptime_seconds\":" + num(st.master_uptime_seconds) + ",\"state\":\"" + json_escape(st.state) +
+                  "\",\"workers\":" + num(st.workers) + ",\"rss_bytes\":" + num(st.master.rss_bytes) +
+                  ",\"cpu_seconds\":" + num(st.master.cpu_seconds) + "},\"slots\":[";
+  for (std::size_t i = 0; i < st.slots.size(); ++i) {
+    const slot_status& s = st.slots[i];
+    if (i) o += ',';
+    o += "{\"slot\":" + num(s.slot) + ",\"pid\":" + num(static_cast<int>(s.pid)) + ",\"state\":\"" +
+         json_escape(s.state) + "\",\"uptime_seconds\":" + num(s.uptime_seconds) + ",\"restarts\":" +
+         num(s.restarts) + ",\"requests\":" + num(s.totals.requests) + ",\"open_connections\":" +
+         num(s.open_connections) + ",\"rss_bytes\":" + num(s.process.rss_bytes) + ",\"cpu_seconds\":" +
+         num(s.process.cpu_seconds) + ",\"loop_lag_seconds\":" + num(s.loop_lag_seconds) + "}";
+  }
+  o += "]}\n";
+  return o;
+}
+
+/// The same snapshot as an aligned table for people, like `pm2 list`.
+inline std::string render_table(const cluster_status& st) {
+  using namespace report;
+  char line[256];
+  std::string o;
+  std::snprintf(line, sizeof line, "master pid %d  state %s  uptime %.0fs  workers %d  rss %.1f MiB\n\n",
+                static_cast<int>(st.master_pid), st.state.c_str(), st.master_uptime_seconds, st.workers,
+                static_cast<double>(st.master.rss_bytes) / (1 << 20));
+  o += line;
+  std::snprintf(line, sizeof line, "%-5s %-8s %-9s %9s %8s %12s %6s %9s %9s %9s\n", "slot", "pid", "state", "uptime",
+                "restarts", "requests", "conns", "rss MiB", "cpu s", "lag ms");
+  o += line;
+  for (const slot_status& s : st.slots) {
+    std::snprintf(line, sizeof line, "%-5d %-8d %-9s %8.0fs %8" PRIu64 " %12" PRIu64 " %6" PRId64 " %9.1f %9.2f %9.2f\n",
+                  s.slot, static_cast<int>(s.pid), s.state.c_str(), s.uptime_seconds, s.restarts, s.totals.requests,
+                  s.open_connections, static_cast<double>(s.process.rss_bytes) / (1 << 20), s.process.cpu_seconds,
+                  s.loop_lag_seconds * 1000);
+    o += line;
+  }
+  return o;
+}
+
+}  // namespace cluster::detail
