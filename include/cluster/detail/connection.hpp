@@ -69,12 +69,23 @@ struct server_state {
   void (*on_request_limit)(void*) = nullptr;
   void* owner = nullptr;  ///< argument of the callbacks
 
-  /// Counts an answered request.
-  void count_request() noexcept {
+  /// Records an answered request in this process's cell (no system call:
+  /// single-writer stores to shared memory).
+  void count_request(int status, clock::time_point started) noexcept {
     if (!cell) return;
-    worker_cell::bump(cell->requests);
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started).count();
+    cell->record(status, us);
     if (request_limit != 0 && cell->requests.load(std::memory_order_relaxed) == request_limit && on_request_limit)
       on_request_limit(owner);
+  }
+  void count_bytes(std::atomic<std::uint64_t> worker_cell::*counter, std::size_t n) noexcept {
+    if (cell) worker_cell::bump(cell->*counter, n);
+  }
+  void count_connection(int delta) noexcept {
+    if (!cell) return;
+    if (delta > 0) worker_cell::bump(cell->connections);
+    cell->open_connections.store(cell->open_connections.load(std::memory_order_relaxed) + delta,
+                                 std::memory_order_relaxed);
   }
 };
 
@@ -90,11 +101,13 @@ class basic_connection final : public connection_link,
       : socket_(std::move(socket)), timer_(socket_.get_executor()), state_(state), parser_(state.opts) {
     insert_after(state_.connections);
     ++state_.open;
+    state_.count_connection(+1);
   }
 
   ~basic_connection() {
     unlink();
     --state_.open;
+    state_.count_connection(-1);
     if (state_.on_close) state_.on_close(state_.owner);
   }
 
@@ -111,10 +124,11 @@ class basic_connection final : public connection_link,
   /// The socket's descriptor (a forked child closes inherited ones).
   int native_handle() noexcept { return socket_.native_handle(); }
 
-  /// Asks the connection to finish: an idle one closes now, a busy one after
-  /// its current response (which then says "Connection: close").
+  /// Asks the connection to finish: one waiting for its next request closes
+  /// now; one reading a request, running a handler or writing answers closes
+  /// after its current response (which then says "Connection: close").
   void drain() {
-    if (!busy_ && parser_.idle()) {
+    if (!busy_ && phase_ == phase::idle && parser_.idle()) {
       asio::error_code ignored;
       socket_.cancel(ignored);
     }
@@ -207,6 +221,7 @@ class basic_connection final : public connection_link,
         co_return;
       }
       parser_.commit(n);
+      state_.count_bytes(&worker_cell::bytes_in, n);
     }
   }
 
@@ -217,13 +232,15 @@ class basic_connection final : public connection_link,
     busy_ = true;
     phase_ = phase::busy;
     no_deadline();
+    auto started = clock::now();
+    status_ = 500;
     bool close = false;
     if constexpr (stream_handler<Handler>)
       close = co_await answer_streaming(handler, req);
     else
       close = co_await answer_whole(handler, req);
     busy_ = false;
-    state_.count_request();
+    state_.count_request(status_, started);
     co_return close;
   }
 
@@ -279,6 +296,7 @@ class basic_connection final : public connection_link,
     }
     if (!stream_.started) {
       if (refused != 0) {
+        status_ = refused;
         serialize_error(out_, refused, state_.dates.line(), framing{.head = req.method() == "HEAD", .close = true});
         co_return true;
       }
@@ -308,6 +326,7 @@ class basic_connection final : public connection_link,
   // Appends a complete response to `req`; true when the connection closes
   // after it.
   bool append_response(const response& res, const request& req, bool must_close) {
+    status_ = res.status;
     bool close = must_close || !req.keep_alive() || state_.draining || wants_close(res);
     framing f;
     f.head = req.method() == "HEAD";
@@ -368,6 +387,7 @@ class basic_connection final : public connection_link,
         throw http_error(400, "cluster: the client closed the connection before the end of the body");
       }
       parser_.commit(n);
+      state_.count_bytes(&worker_cell::bytes_in, n);
     }
   }
 
@@ -408,6 +428,7 @@ class basic_connection final : public connection_link,
       parser_.continue_sent();
     }
     serialize_head(out_, head.status, head.headers, f, state_.dates.line(), 0);
+    status_ = head.status;
     stream_.started = true;
     stream_.head = is_head;
     stream_.no_body = is_head || !body_allowed;
@@ -496,7 +517,7 @@ class basic_connection final : public connection_link,
       return max_write;
     };
     auto [ec, n] = co_await asio::async_write(socket_, buffers, progress, use_tuple);
-    (void)n;
+    state_.count_bytes(&worker_cell::bytes_out, n);
     if (ec && timed_out_) {
       timed_out_ = false;
       ec = asio::error::timed_out;
@@ -581,6 +602,7 @@ class basic_connection final : public connection_link,
   phase phase_ = phase::idle;
   stream_state stream_;
   bool busy_ = false;
+  int status_ = 0;  // of the response being answered, for the metrics
   bool timed_out_ = false;
   bool head_answered_ = false;  // streaming: the current message was answered at its head
   bool lost_ = false;           // the client is gone: stop at once
