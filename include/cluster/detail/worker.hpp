@@ -366,7 +366,8 @@ class Worker final : private control, private worker_context {
   const options& opts_;
   int slot_;
   server_state state_;  // outlives io_: pending handlers may hold connections
-  asio::io_context io_{1};
+  // One thread runs this loop, ever: no locking in the scheduler or reactor.
+  asio::io_context io_{ASIO_CONCURRENCY_HINT_UNSAFE};
   asio::ip::tcp::acceptor acceptor_;
   std::shared_ptr<channel_endpoint> channel_;
   asio::posix::stream_descriptor signals_;
