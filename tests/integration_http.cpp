@@ -340,7 +340,7 @@ TEST_SUITE("http") {
     INFO("log:\n", server.stderr_text());
     const std::string body = pattern(8 << 20);
     {
-      http_client stuck(server.port(), 16 * 1024);
+      http_client stuck(server.port(), http_client::default_timeout, 16 * 1024);
       stuck.send(post_request("/", body), 20s);
       // Never reads: once the kernel buffers are full the worker's write
       // stalls, and write_timeout later it closes.
@@ -349,7 +349,7 @@ TEST_SUITE("http") {
       CHECK(stuck.drain_until_closed(5s, &received));
       CHECK(received < body.size());
     }
-    http_client slow(server.port(), 16 * 1024);
+    http_client slow(server.port(), http_client::default_timeout, 16 * 1024);
     slow.send(post_request("/", body), 20s);
     http_response head = slow.read_head(5s);
     REQUIRE(head.status == 200);
@@ -545,7 +545,7 @@ TEST_SUITE("http") {
     std::vector<pid_t> workers;
     REQUIRE(wait_until([&] { return (workers = server.worker_pids()).size() == 1; }, 5s));
     const long before = rss_kib(workers[0]);
-    http_client client(server.port(), 64 * 1024);
+    http_client client(server.port(), http_client::default_timeout, 64 * 1024);
     const std::size_t total = 256u << 20;  // 256 MiB if nothing held it back
     client.send(request("PUT", "/stream", "Content-Length: " + std::to_string(total) + "\r\n"));
     const std::string block = pattern(1 << 20);

@@ -446,21 +446,27 @@ TEST_SUITE("lifecycle") {
     // A client with a tiny receive window that does not read yet.
     http_client client(cluster.port(), 2s, 2048);
     // 64-byte requests: a worker's 4 KiB read holds exactly 64 of them, so its
-    // parser has nothing pending when it writes a batch's answers, which are
-    // too many for the socket buffers: the worker waits in that write.
+    // parser has nothing pending when it writes a batch's answers. Their
+    // answers (about 3 MiB) overflow the socket buffers (2 to 3 MiB on
+    // loopback): the worker ends up waiting in such a write.
     std::string request = "GET /?pad= HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     request.insert(10, 64 - request.size(), 'x');
     REQUIRE(request.size() == 64);
-    constexpr int count = 640;
+    constexpr int count = 64 * 320;
     std::string pipeline;
+    pipeline.reserve(count * request.size());
     for (int i = 0; i < count; ++i) pipeline += request;
-    client.send(pipeline);
+    client.send(pipeline, 10s);
+    // The worker is stuck once the bytes it could not send stop growing.
+    unsigned long unsent = 0;
     REQUIRE(wait_until(
         [&] {
           auto q = server_side(cluster.port(), client);
-          return q && q->tx > 0;
+          bool stuck = q && q->tx > 0 && q->tx == unsent;
+          unsent = q ? q->tx : 0;
+          return stuck;
         },
-        2s));  // the worker has answers it cannot send
+        5s, 50ms));
 
     cluster.signal(SIGTERM);
     // The drain has reached the workers once one of them has exited (the

@@ -220,6 +220,11 @@ for slot in per_slot("cluster_request_duration_seconds", "cluster_request_durati
     if not buckets or sorted(buckets)[-1][0] != math.inf or values[-1] != count:
         raise SystemExit("slot %s: +Inf bucket differs from _count" % slot)
 print("histogram_count", int(total("cluster_request_duration_seconds", "cluster_request_duration_seconds_count")))
+for name, sample in (("cluster_connections", "cluster_connections_total"),
+                     ("cluster_received_bytes", "cluster_received_bytes_total"),
+                     ("cluster_sent_bytes", "cluster_sent_bytes_total"),
+                     ("cluster_open_connections", "cluster_open_connections")):
+    print(sample, int(total(name, sample)))
 print("responses_2xx", int(sum(s.value for s in by["cluster_responses"].samples if s.labels.get("code") == "2xx")))
 for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_virtual_memory_bytes",
              "process_start_time_seconds", "process_open_fds"):
@@ -438,6 +443,43 @@ TEST_SUITE("messaging") {
     CHECK(get(slots[0], "/").status == 200);
   }
 
+  TEST_CASE("a flooding worker meets backpressure, loses nothing, and does not starve the master") {
+    cluster_process cluster(messaging_binary());
+    auto slots = connect_each_slot(cluster.port());
+
+    // A burst in one event-loop turn: try_send refuses past the bounded queue.
+    reply r = get(slots[0], "/flood?n=5000&bytes=1000");
+    long ok = -1, full = -1, other = -1;
+    REQUIRE(std::sscanf(r.body.c_str(), "ok %ld full %ld other %ld", &ok, &full, &other) == 3);
+    INFO("try_send burst: ", r.body);
+    CHECK(ok > 0);
+    CHECK(full > 0);
+    CHECK(other == 0);
+    CHECK(ok + full == 5000);
+    CHECK(ok <= 1024);  // 1 MiB queued at most: 1024 messages of 1000 + 24 bytes
+
+    // send() waits for room instead: everything goes, while the master keeps
+    // answering the other worker promptly.
+    constexpr long flood = 20000;
+    http_client flooder(cluster.port());
+    flooder.send(get_request("/flood?n=" + std::to_string(flood) + "&bytes=1000&mode=await"));
+    for (int i = 0; i < 5; ++i) {
+      const auto start = test_clock::now();
+      reply pong = get(slots[1], "/request?timeout_ms=2000");
+      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(test_clock::now() - start);
+      CHECK(pong.status == 200);
+      CHECK(took < 1000ms);
+    }
+    http_response done = flooder.read_response(60s);
+    CHECK(done.body == "ok " + std::to_string(flood) + " full 0 other 0\n");
+
+    // Not one accepted message lost.
+    const std::string expected = std::to_string(ok + flood) + "\n";
+    CHECK(poll_until_contains(slots[1], "/flood-count", expected, 10s).body == expected);
+    CHECK(cluster.worker_pids().size() == 2);
+    CHECK(cluster.stderr_text().find("malformed") == std::string::npos);
+  }
+
   TEST_CASE("the master's send to a slot whose worker just died fails with no_worker") {
     cluster_process cluster(messaging_binary());
     auto slots = connect_each_slot(cluster.port());
@@ -467,6 +509,22 @@ TEST_SUITE("messaging") {
     reply r = poll_until_contains(slots[1], "/dead-sends", "pid " + std::to_string(victim));
     CHECK(r.body == "slot 0 pid " + std::to_string(victim) + ": no_worker no live worker in that slot\n");
     REQUIRE(wait_until([&] { return workers_ready(cluster, 2, {victim}); }, 10s));
+  }
+
+  TEST_CASE("in on_worker_exit, this_master().slots() no longer lists the dead worker's slot") {
+    cluster_process cluster(messaging_binary());
+    auto slots = connect_each_slot(cluster.port());
+    pid_t victim = slots.pid[0];
+    REQUIRE(::kill(victim, SIGKILL) == 0);
+    const std::string line = "test: dead send slot 0 pid " + std::to_string(victim) + ": no_worker";
+    REQUIRE(cluster.wait_for_log(line, 5s));
+    std::string log = cluster.stderr_text();
+    auto at = log.find(line);
+    std::string reported = log.substr(at, log.find('\n', at) - at);
+    // send() says no_worker for slot 0; slots() must agree and list slot 1 only.
+    auto listed = reported.find("; slots():");
+    REQUIRE(listed != std::string::npos);
+    CHECK(reported.substr(listed) == "; slots(): 1");
   }
 
   TEST_CASE("a garbage frame from a worker gets that worker replaced, and the master serves on") {
@@ -649,14 +707,35 @@ TEST_SUITE("messaging") {
     }
   }
 
-  TEST_CASE("admin /metrics: the duration histogram and status classes count every answered request") {
+  TEST_CASE("admin /metrics: histogram, status classes, connections and bytes count what was served") {
     counter_with_admin c;
     constexpr long sent = 12;
-    for (long i = 0; i < sent; ++i) REQUIRE(get(c.cluster.port(), "/").status == 200);
-    auto facts = c.metrics();
-    CHECK(fact(facts, "requests_total") == sent);
-    CHECK(fact(facts, "histogram_count") == sent);
-    CHECK(fact(facts, "responses_2xx") == sent);
+    const std::size_t request_bytes = get_request("/").size();
+    for (long i = 0; i < sent; ++i) REQUIRE(get(c.cluster.port(), "/").status == 200);  // a connection each
+    http_client kept(c.cluster.port());  // open while the metrics are read
+    REQUIRE(get(kept, "/").status == 200);
+
+    std::map<std::string, std::string> facts;
+    // Closing is seen by the worker a little after the client closed.
+    wait_until([&] { return fact(facts = c.metrics(), "cluster_open_connections") == 1; }, 3s, 20ms);
+    CHECK(fact(facts, "requests_total") == sent + 1);
+    CHECK(fact(facts, "histogram_count") == sent + 1);
+    CHECK(fact(facts, "responses_2xx") == sent + 1);
+    CHECK(fact(facts, "cluster_connections_total") == sent + 1);
+    CHECK(fact(facts, "cluster_open_connections") == 1);
+    CHECK(fact(facts, "cluster_received_bytes_total") == static_cast<long>(request_bytes) * (sent + 1));
+    CHECK(fact(facts, "cluster_sent_bytes_total") > 100 * (sent + 1));  // at least a status line and headers each
+  }
+
+  TEST_CASE("admin: the master stops cleanly while an admin client keeps its connection open") {
+    counter_with_admin c;
+    http_client kept(c.cluster.admin_port());
+    REQUIRE(get(kept, "/status").status == 200);  // then idle, kept alive
+    c.cluster.signal(SIGTERM);
+    auto status = c.cluster.wait_exit(15s);
+    REQUIRE(status);
+    INFO("log:\n", c.cluster.stderr_text());
+    CHECK(exit_code(status) == 0);
   }
 
   TEST_CASE("admin: after a worker is killed, restarts rise and /status shows the new pid") {
@@ -760,6 +839,15 @@ TEST_SUITE("messaging") {
       CHECK(client.server_closed(3s));
     }
     {
+      // The workers' limits apply: a header block over 16 KiB, a target over 8 KiB.
+      http_client client(admin);
+      client.send("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n");
+      CHECK(client.read_response(3s).status == 431);
+      http_client other(admin);
+      other.send(get_request("/" + std::string(9000, 'a')));
+      CHECK(other.read_response(3s).status == 414);
+    }
+    {
       // A request without Host is refused too (RFC 9112 §3.2).
       http_client client(admin);
       client.send("GET /metrics HTTP/1.1\r\n\r\n");
@@ -782,6 +870,14 @@ TEST_SUITE("messaging") {
     CHECK(r.status == 200);
     CHECK(r.body.find("cluster_workers 2\n") != std::string::npos);
     CHECK(c.admin("/nope").status == 404);
+    {
+      http_client client(admin);
+      client.send("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+      http_response head = client.read_response(3s, /*head=*/true);
+      CHECK(head.status == 200);
+      CHECK(head.body.empty());
+      CHECK(head.header("Content-Length").value_or("0") != "0");  // the size of the body it would send
+    }
     CHECK(process_alive(c.cluster.pid()));
     CHECK(get(c.cluster.port(), "/").status == 200);
   }

@@ -276,6 +276,7 @@ TEST_SUITE("unit") {
         "GET / http/1.1\r\nHost: a\r\n\r\n",                      // lower-case protocol name
         "GET / HTTP/1.10\r\nHost: a\r\n\r\n",
         "GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+        "GET /\r\nHost: a\r\n\r\n",                               // no version (HTTP/0.9 style)
         "GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",              // raw non-ASCII in the target
         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello",
         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello",

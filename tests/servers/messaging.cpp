@@ -18,6 +18,11 @@
 //                                  ("from <slot>: X")
 //   GET /broadcast?msg=X           this worker broadcasts X (type 3)
 //   GET /master-broadcast?msg=X    the master broadcasts X ("master: X")
+//   GET /flood?n=N&bytes=B[&mode=await]
+//                                  N one-way messages of B bytes in a burst,
+//                                  with try_send (or send, which waits for
+//                                  room): "ok K full F other O"
+//   GET /flood-count               how many of them the master received
 //   GET /received                  what this worker got, one line per
 //                                  message ("<type> <text>"), in order
 //   GET /master-log                the master's on_message log, in order
@@ -34,6 +39,8 @@
 //   GET /dead-sends                every send the master made from
 //                                  on_worker_exit to a slot whose worker had
 //                                  just died, one line each
+//                                  (and on stderr: "test: dead send <line>;
+//                                  slots(): <live slots>")
 //   GET /send-to-slot?slot=S[&bytes=N]
 //                                  this_master().send to slot S ("direct", or
 //                                  N bytes), its result; with N, also what
@@ -79,6 +86,8 @@ enum tag : std::uint32_t {
   tag_send_to_slot = 13,
   tag_forward = 14,    // worker -> master -> another worker
   tag_note = 15,       // worker -> master: recorded only
+  tag_flood = 16,      // worker -> master: counted only
+  tag_flood_count = 17,
 };
 
 struct point {
@@ -103,6 +112,7 @@ std::vector<std::string> master_log;              // on_message, in order
 std::map<int, pid_t> worker_pid_by_slot;          // from the workers' hello
 std::vector<std::string> dead_sends;              // on_worker_exit sends
 std::map<pid_t, std::string> dead_send_by_pid;
+std::uint64_t flood_received = 0;
 
 std::string query_value(std::string_view query, std::string_view key) {
   for (std::size_t pos = 0; pos <= query.size();) {
@@ -267,6 +277,26 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
       auto ec = me.try_send(cluster::message::text(query_value(query, "msg"), tag_note));
       co_return answer(describe(ec) + "\n", ec ? 503 : 200);
     }
+    if (path == "/flood") {
+      long n = query_long(query, "n", 1000);
+      cluster::message m{tag_flood, std::string(static_cast<std::size_t>(query_long(query, "bytes", 1000)), 'f')};
+      long ok = 0, full = 0, other = 0;
+      for (long i = 0; i < n; ++i) {
+        if (query_value(query, "mode") == "await") {
+          co_await me.send(m);  // waits for room: backpressure
+          ++ok;
+          continue;
+        }
+        auto ec = me.try_send(m);
+        (ec ? ec == cluster::message_errc::full ? full : other : ok)++;
+      }
+      co_return answer("ok " + std::to_string(ok) + " full " + std::to_string(full) + " other " +
+                       std::to_string(other) + "\n");
+    }
+    if (path == "/flood-count") {
+      auto reply = co_await me.request(cluster::message::text("", tag_flood_count), timeout);
+      co_return answer(std::string(reply.text()));
+    }
     if (path == "/broadcast") {
       co_await me.broadcast(cluster::message::text(query_value(query, "msg"), tag_broadcast), timeout);
       co_return answer("broadcast\n");
@@ -334,6 +364,10 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
 // --- The master's callbacks -----------------------------------------------------
 
 void on_message(int slot, const cluster::message& m) {
+  if (m.type == tag_flood) {
+    ++flood_received;
+    return;
+  }
   master_log.push_back("slot " + std::to_string(slot) + " type " + std::to_string(m.type) + " " +
                        (m.data.size() > 64 ? std::to_string(m.data.size()) + " bytes" : std::string(m.text())));
   auto& master = cluster::this_master();
@@ -378,6 +412,7 @@ asio::awaitable<cluster::message> on_request(int slot, cluster::message m) {
       co_return cluster::message::of(w);
     }
     case tag_log: co_return cluster::message::text(join(master_log));
+    case tag_flood_count: co_return cluster::message::text(std::to_string(flood_received) + "\n");
     case tag_dead_sends: co_return cluster::message::text(join(dead_sends));
     case tag_master_broadcast: {
       auto n = master.broadcast(cluster::message::text("master: " + m.data, tag_master_broadcast));
@@ -440,7 +475,9 @@ int main(int argc, char** argv) {
     dead_send_by_pid[e.pid] = line;
     if (auto it = worker_pid_by_slot.find(e.slot); it != worker_pid_by_slot.end() && it->second == e.pid)
       worker_pid_by_slot.erase(it);
-    std::fprintf(stderr, "test: dead send %s\n", line.c_str());
+    std::string live;
+    for (int s : cluster::this_master().slots()) live += " " + std::to_string(s);
+    std::fprintf(stderr, "test: dead send %s; slots():%s\n", line.c_str(), live.c_str());
   };
   return cluster::run(handle, static_cast<int>(args.size()), args.data(), std::move(defaults));
 }

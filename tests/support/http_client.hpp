@@ -236,22 +236,6 @@ class http_client {
 
   // --- Lower-level access, for tests of framing, timing and flow control ---
 
-  /// Connects like the constructor above, with the socket's receive buffer
-  /// set to `receive_buffer` bytes first: a small window makes the server's
-  /// writes block sooner.
-  http_client(std::uint16_t port, int receive_buffer, std::chrono::milliseconds timeout = default_timeout) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) fail_errno("socket");
-    try {
-      if (::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer) != 0)
-        fail_errno("setsockopt(SO_RCVBUF)");
-      connect(port, timeout);
-    } catch (...) {
-      ::close(fd_);
-      throw;
-    }
-  }
-
   /// Sends as much of `bytes` as the server takes: stops when all is sent or
   /// when the socket stays unwritable for `stall`. Returns the bytes sent.
   std::size_t send_some(std::string_view bytes, std::chrono::milliseconds stall) {

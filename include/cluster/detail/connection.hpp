@@ -197,7 +197,10 @@ class basic_connection final : public connection_link,
         co_await linger();
         co_return;
       }
-      if (state_.draining && parser_.idle()) co_return;
+      // Draining: requests the client has already sent are still answered
+      // (the next answer says "Connection: close"); closing on them would
+      // reset the connection under answers the client has yet to read.
+      if (state_.draining && parser_.idle() && !request_pending()) co_return;
 
       if (parser_.idle()) {
         if (phase_ != phase::idle) set_deadline(state_.opts.idle_timeout), phase_ = phase::idle;
@@ -218,6 +221,8 @@ class basic_connection final : public connection_link,
           timed_out_ = false;
           if (co_await flush()) co_await linger();
         }
+        // drain() cancelled the wait for a request that has just arrived.
+        if (ec == asio::error::operation_aborted && !timed_out_ && state_.draining && request_pending()) continue;
         co_return;
       }
       parser_.commit(n);
@@ -334,6 +339,12 @@ class basic_connection final : public connection_link,
     f.keep_alive_10 = !close && req.version_minor() == 0;
     serialize(out_, res, f, state_.dates.line());
     return close;
+  }
+
+  // True when bytes of a next request wait in the socket.
+  bool request_pending() {
+    asio::error_code ec;
+    return socket_.available(ec) != 0 && !ec;
   }
 
   static constexpr bool is_final_status(int status) noexcept { return status >= 200 && status <= 999; }
@@ -533,9 +544,11 @@ class basic_connection final : public connection_link,
   }
 
   // After a final response: stop sending, then read and discard what the
-  // client still sends for a moment, so that closing with unread data does not
-  // reset the connection before the client has read the response (the
-  // "lingering close" of RFC 9112 §9.6).
+  // client still sends (e.g. requests pipelined behind the last answer) until
+  // it closes or linger_time has passed. Closing with unread input makes the
+  // kernel reset the connection and drop the answers the client has not read
+  // yet (the "lingering close" of RFC 9112 §9.6); time, not a byte count,
+  // bounds the wait, as nginx's lingering_time does.
   asio::awaitable<void> linger() {
     asio::error_code ec;
     socket_.shutdown(asio::socket_base::shutdown_send, ec);
@@ -589,7 +602,7 @@ class basic_connection final : public connection_link,
 
   static constexpr std::size_t flush_threshold = 64 * 1024;
   static constexpr std::size_t max_write = 64 * 1024;  // per write(2), as asio::transfer_all
-  static constexpr std::size_t linger_bytes = 64 * 1024;
+  static constexpr std::size_t linger_bytes = std::size_t{64} << 20;  // a safety net; time is the bound
   static constexpr std::chrono::milliseconds linger_time{2000};
 
   Socket socket_;

@@ -385,7 +385,7 @@ class Cluster final : private control, private master_context {
   std::vector<int> slots() const override {
     std::vector<int> live;
     for (const slot& s : slots_)
-      if (s.current > 0) live.push_back(s.index);
+      if (s.current > 0 && find(s.current)) live.push_back(s.index);  // not a worker reaped but not yet cleared
     return live;
   }
 

@@ -163,7 +163,7 @@ class request_parser {
     continue_sent_ = false;
     skip_body_ = false;
     te_seen_ = te_chunked_last_ = te_unknown_ = te_bad_ = false;
-    expect_seen_ = expect_bad_ = false;
+    expect_seen_ = expect_bad_ = version_seen_ = false;
     field_ = field_kind::other;
     target_len_ = 0;
     host_count_ = 0;
@@ -265,6 +265,7 @@ class request_parser {
     // llhttp accepts HTTP/0.9 and HTTP/2.0 request lines; we speak 1.0 and
     // 1.1 only (RFC 9110 §15.6.6).
     if (parser_.http_major != 1 || parser_.http_minor > 1) return refuse(505);
+    version_seen_ = true;
     return 0;
   }
 
@@ -358,6 +359,9 @@ class request_parser {
 
   int on_headers_complete() {
     headers_done_ = true;
+    // llhttp takes "GET /" without a version for HTTP/0.9; RFC 9112 §3
+    // requires the version.
+    if (!version_seen_) return refuse(400);
     if (header_end() - msg_start_ > limits_.max_header_bytes) return refuse(431);
     // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0.
     if (host_count_ > 1 || (parser_.http_minor >= 1 && host_count_ == 0)) return refuse(400);
@@ -540,6 +544,7 @@ class request_parser {
   bool expects_continue_ = false;
   bool continue_sent_ = false;
   bool expect_seen_ = false;
+  bool version_seen_ = false;
   bool expect_bad_ = false;
   bool te_seen_ = false;
   bool te_chunked_last_ = false;
