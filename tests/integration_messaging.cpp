@@ -356,7 +356,8 @@ TEST_SUITE("messaging") {
   TEST_CASE("one-way sends reach the master's on_message and its sends reach the worker, in order") {
     cluster_process cluster(messaging_binary());
     auto slots = connect_each_slot(cluster.port());
-    for (const char* msg : {"alpha", "beta", "gamma"}) CHECK(get(slots[1], std::string("/send?msg=") + msg).status == 200);
+    for (const char* msg : {"alpha", "beta", "gamma"})
+      CHECK(get(slots[1], std::string("/send?msg=") + msg).status == 200);
 
     // Type 2 is the master's echo: "echo <text>", sent back to slot 1 only.
     reply r = poll_until_contains(slots[1], "/received", "echo gamma");
@@ -459,19 +460,36 @@ TEST_SUITE("messaging") {
     CHECK(ok <= 1024);  // 1 MiB queued at most: 1024 messages of 1000 + 24 bytes
 
     // send() waits for room instead: everything goes, while the master keeps
-    // answering the other worker promptly.
-    constexpr long flood = 20000;
+    // answering the other worker promptly for as long as the flood lasts.
+    constexpr long flood = 100000;
     http_client flooder(cluster.port());
     flooder.send(get_request("/flood?n=" + std::to_string(flood) + "&bytes=1000&mode=await"));
-    for (int i = 0; i < 5; ++i) {
+    std::atomic<bool> flood_done{false};
+    std::optional<http_response> done;
+    std::string flood_error;
+    std::jthread reader([&] {
+      try {
+        done = flooder.read_response(120s);
+      } catch (const std::exception& e) {
+        flood_error = e.what();
+      }
+      flood_done = true;
+    });
+    int pings = 0;
+    auto slowest = 0ms;
+    for (; !flood_done && pings < 10000; ++pings) {
       const auto start = test_clock::now();
-      reply pong = get(slots[1], "/request?timeout_ms=2000");
-      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(test_clock::now() - start);
-      CHECK(pong.status == 200);
-      CHECK(took < 1000ms);
+      reply pong = get(slots[1], "/request?timeout_ms=5000");
+      slowest = std::max(slowest, std::chrono::duration_cast<std::chrono::milliseconds>(test_clock::now() - start));
+      REQUIRE(pong.status == 200);
     }
-    http_response done = flooder.read_response(60s);
-    CHECK(done.body == "ok " + std::to_string(flood) + " full 0 other 0\n");
+    reader.join();
+    INFO(pings, " requests answered during the flood, the slowest in ", slowest.count(), " ms");
+    REQUIRE(flood_error.empty());
+    REQUIRE(done);
+    CHECK(done->body == "ok " + std::to_string(flood) + " full 0 other 0\n");
+    CHECK(pings >= 3);  // the flood lasted long enough to tell
+    CHECK(slowest < 1000ms);
 
     // Not one accepted message lost.
     const std::string expected = std::to_string(ok + flood) + "\n";
@@ -699,7 +717,8 @@ TEST_SUITE("messaging") {
     if (::access(promtool, X_OK) == 0) {
       temp_path data("metrics", ".txt");
       data.write(r.body);
-      finished_program p = run_program({"/bin/sh", "-c", std::string(promtool) + " check metrics < " + data.path()}, 30s);
+      finished_program p =
+          run_program({"/bin/sh", "-c", std::string(promtool) + " check metrics < " + data.path()}, 30s);
       INFO("promtool said:\n", p.out, p.err);
       CHECK(exit_code(p.status) == 0);
     } else {
@@ -887,7 +906,7 @@ TEST_SUITE("messaging") {
     {
       cluster_process cluster(counter_binary(), 2, {"--admin", "unix:" + socket_path.path()});
       CHECK(cluster.admin_url() == "unix:" + socket_path.path());
-      struct stat st{};
+      struct stat st {};
       REQUIRE(::lstat(socket_path.path().c_str(), &st) == 0);
       CHECK(S_ISSOCK(st.st_mode));
       CHECK((st.st_mode & 07777) == 0600);
@@ -909,14 +928,15 @@ TEST_SUITE("messaging") {
       REQUIRE(status);
       CHECK(exit_code(status) == 0);
     }
-    struct stat st{};
+    struct stat st {};
     CHECK(::lstat(socket_path.path().c_str(), &st) != 0);
   }
 
   TEST_CASE("a bad --admin value is refused before starting, naming --admin") {
     for (const char* bad : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:http", ":8080", "unix:"}) {
       CAPTURE(bad);
-      auto p = run_program({counter_binary(), "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--admin", bad}, 10s);
+      auto p =
+          run_program({counter_binary(), "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--admin", bad}, 10s);
       CHECK(exit_code(p.status) == 2);
       CHECK(p.err.find("--admin") != std::string::npos);
       CHECK(p.out.find("listening") == std::string::npos);

@@ -3,8 +3,10 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -99,5 +101,50 @@ TEST_SUITE("unit") {
     CHECK(msg.find("'8o'") != std::string::npos);
     option_error_of([] { parse({"--workers", "2000"}); }, "--workers");
     option_error_of([] { parse({"--port", "-1"}); }, "--port");
+  }
+
+  TEST_CASE("from_args reads the HTTP limits and timeouts") {
+    env_guard p("PORT"), w("WORKERS");
+    auto o = parse({"--max-target", "64", "--max-header-bytes=512", "--max-headers", "4", "--max-body", "4294967296",
+                    "--max-connections", "2", "--header-timeout", "500", "--body-timeout=300", "--idle-timeout", "1",
+                    "--write-timeout", "3600000"});
+    CHECK(o.max_target == 64);
+    CHECK(o.max_header_bytes == 512);
+    CHECK(o.max_headers == 4);
+    CHECK(o.max_body == (std::uint64_t{1} << 32));
+    CHECK(o.max_connections == 2);
+    CHECK(o.header_timeout == std::chrono::milliseconds(500));
+    CHECK(o.body_timeout == std::chrono::milliseconds(300));
+    CHECK(o.idle_timeout == std::chrono::milliseconds(1));
+    CHECK(o.write_timeout == std::chrono::hours(1));
+    CHECK_NOTHROW(o.validate());
+    CHECK(parse({"--max-body", "0"}).max_body == 0);
+  }
+
+  TEST_CASE("HTTP limits and timeouts out of validate()'s ranges are refused on the command line too") {
+    env_guard p("PORT"), w("WORKERS");
+    const std::pair<const char*, const char*> bad[] = {
+        {"--max-target", "15"},          {"--max-target", "1048577"},     {"--max-header-bytes", "255"},
+        {"--max-header-bytes", "2000000"}, {"--max-headers", "0"},        {"--max-headers", "10001"},
+        {"--max-body", "-1"},            {"--max-body", "4294967297"},    {"--max-connections", "0"},
+        {"--max-connections", "1000001"}, {"--header-timeout", "0"},      {"--body-timeout", "3600001"},
+        {"--idle-timeout", "0"},         {"--write-timeout", "0"},        {"--header-timeout", "1.5"},
+        {"--max-body", "1e3x"},
+    };
+    for (auto [flag, value] : bad) {
+      CAPTURE(flag);
+      CAPTURE(value);
+      auto msg = option_error_of([&] { parse({flag, value}); }, flag);
+      CHECK(msg.find(std::string("'") + value + "'") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("usage() lists every HTTP limit and timeout flag") {
+    std::string u = cluster::options::usage("prog");
+    for (const char* flag : {"--max-target", "--max-header-bytes", "--max-headers", "--max-body", "--max-connections",
+                             "--header-timeout", "--body-timeout", "--idle-timeout", "--write-timeout"}) {
+      CAPTURE(flag);
+      CHECK(u.find(flag) != std::string::npos);
+    }
   }
 }

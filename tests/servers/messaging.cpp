@@ -72,21 +72,21 @@ using namespace std::chrono_literals;
 // Type tags of this server's messages.
 enum tag : std::uint32_t {
   tag_ping = 1,
-  tag_echo = 2,        // master -> worker: the answer to a send
-  tag_broadcast = 3,   // a worker's broadcast
+  tag_echo = 2,       // master -> worker: the answer to a send
+  tag_broadcast = 3,  // a worker's broadcast
   tag_slow = 4,
   tag_throw = 5,
   tag_struct = 6,
   tag_struct_bad = 7,
   tag_log = 8,
-  tag_hello = 9,       // worker -> master at start: its pid
+  tag_hello = 9,  // worker -> master at start: its pid
   tag_kill_other = 10,
   tag_dead_sends = 11,
   tag_master_broadcast = 12,
   tag_send_to_slot = 13,
-  tag_forward = 14,    // worker -> master -> another worker
-  tag_note = 15,       // worker -> master: recorded only
-  tag_flood = 16,      // worker -> master: counted only
+  tag_forward = 14,  // worker -> master -> another worker
+  tag_note = 15,     // worker -> master: recorded only
+  tag_flood = 16,    // worker -> master: counted only
   tag_flood_count = 17,
 };
 
@@ -108,9 +108,9 @@ bool receive_loop_started = false;
 std::vector<std::string> received;  // in a worker: what the master sent it
 
 // In the master.
-std::vector<std::string> master_log;              // on_message, in order
-std::map<int, pid_t> worker_pid_by_slot;          // from the workers' hello
-std::vector<std::string> dead_sends;              // on_worker_exit sends
+std::vector<std::string> master_log;      // on_message, in order
+std::map<int, pid_t> worker_pid_by_slot;  // from the workers' hello
+std::vector<std::string> dead_sends;      // on_worker_exit sends
 std::map<pid_t, std::string> dead_send_by_pid;
 std::uint64_t flood_received = 0;
 
@@ -134,7 +134,8 @@ long query_long(std::string_view query, std::string_view key, long fallback) {
 }
 
 std::string errc_name(const std::error_code& ec) {
-  if (ec.category() != cluster::message_category()) return ec.category().name() + std::string(":") + std::to_string(ec.value());
+  if (ec.category() != cluster::message_category())
+    return ec.category().name() + std::string(":") + std::to_string(ec.value());
   switch (static_cast<cluster::message_errc>(ec.value())) {
     case cluster::message_errc::timeout: return "timeout";
     case cluster::message_errc::closed: return "closed";
@@ -178,9 +179,7 @@ int find_channel_fd() {
 // A packet the master must refuse, by kind.
 std::string garbage_packet(std::string_view kind) {
   using cluster::detail::message_header;
-  auto header_bytes = [](const message_header& h) {
-    return std::string(reinterpret_cast<const char*>(&h), sizeof h);
-  };
+  auto header_bytes = [](const message_header& h) { return std::string(reinterpret_cast<const char*>(&h), sizeof h); };
   message_header h;
   h.kind = static_cast<std::uint16_t>(cluster::detail::message_kind::user);
   if (kind == "short") return header_bytes(h).substr(0, sizeof h - 4);  // a truncated header
@@ -207,9 +206,7 @@ std::string garbage_packet(std::string_view kind) {
   return "this is not a control frame";
 }
 
-void record(const cluster::message& m) {
-  received.push_back(std::to_string(m.type) + " " + std::string(m.text()));
-}
+void record(const cluster::message& m) { received.push_back(std::to_string(m.type) + " " + std::string(m.text())); }
 
 asio::awaitable<void> receive_loop() {
   for (int i = 0; i < 1'000'000; ++i) {
@@ -254,8 +251,8 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
       co_return answer("unexpected answer: " + std::string(reply.text()));
     }
     if (path == "/struct") {
-      point p{static_cast<std::int32_t>(query_long(query, "x", 0)), static_cast<std::int32_t>(query_long(query, "y", 0)),
-              my_slot};
+      point p{static_cast<std::int32_t>(query_long(query, "x", 0)),
+              static_cast<std::int32_t>(query_long(query, "y", 0)), my_slot};
       auto reply = co_await me.request(cluster::message::of(p, tag_struct), timeout);
       auto r = reply.as<point>();
       co_return answer(std::to_string(r.x) + " " + std::to_string(r.y) + " " + std::to_string(r.slot) + "\n");
@@ -302,7 +299,8 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
       co_return answer("broadcast\n");
     }
     if (path == "/master-broadcast") {
-      auto reply = co_await me.request(cluster::message::text(query_value(query, "msg"), tag_master_broadcast), timeout);
+      auto reply =
+          co_await me.request(cluster::message::text(query_value(query, "msg"), tag_master_broadcast), timeout);
       co_return answer(std::string(reply.text()));
     }
     if (path == "/received") co_return answer(join(received));
@@ -442,7 +440,7 @@ asio::awaitable<cluster::message> on_request(int slot, cluster::message m) {
       }
       auto it = dead_send_by_pid.find(victim);
       co_return cluster::message::text(it == dead_send_by_pid.end() ? "pid " + std::to_string(victim) + " not reaped\n"
-                                                                      : it->second + "\n");
+                                                                    : it->second + "\n");
     }
     default: co_return cluster::message::text("unknown request type " + std::to_string(m.type) + "\n");
   }
