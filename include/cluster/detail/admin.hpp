@@ -23,8 +23,11 @@ class admin_server {
  public:
   using render_fn = std::function<response(const request&)>;
 
-  admin_server(asio::io_context& io, const options& opts, const admin_address& where, render_fn render)
-      : io_(io), tcp_state_(opts), local_state_(opts), render_(std::move(render)), tcp_(io), local_(io) {
+  /// The two server_states must outlive `io`: connections still suspended
+  /// when `io` is destroyed unlink themselves from them.
+  admin_server(asio::io_context& io, server_state& tcp_state, server_state& local_state, const admin_address& where,
+               render_fn render)
+      : io_(io), tcp_state_(tcp_state), local_state_(local_state), render_(std::move(render)), tcp_(io), local_(io) {
     if (where.unix_socket) {
       path_ = where.path;
       struct stat st{};
@@ -96,8 +99,8 @@ class admin_server {
   }
 
   asio::io_context& io_;
-  server_state tcp_state_;    // one list per socket type: the child closes them by type
-  server_state local_state_;
+  server_state& tcp_state_;  // one list per socket type: the child closes them by type
+  server_state& local_state_;
   render_fn render_;
   asio::ip::tcp::acceptor tcp_;
   asio::local::stream_protocol::acceptor local_;

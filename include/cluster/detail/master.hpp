@@ -62,7 +62,8 @@ class Cluster final : private control, private master_context {
     target_ = active_slots();
     steer();
     if (!opts_.admin.empty())
-      admin_ = std::make_unique<admin_server>(io_, opts_, parse_admin_address(opts_.admin),
+      admin_ = std::make_unique<admin_server>(io_, admin_tcp_state_, admin_local_state_,
+                                              parse_admin_address(opts_.admin),
                                               [this](const request& r) { return admin_response(r); });
     if (opts_.on_master_start) opts_.on_master_start();
 
@@ -858,6 +859,8 @@ class Cluster final : private control, private master_context {
   Handler& handler_;
   options opts_;
   shared_region cells_;
+  server_state admin_tcp_state_{opts_};    // before io_: suspended admin connections
+  server_state admin_local_state_{opts_};  // unlink from these when io_ is destroyed
   asio::io_context io_{1};  // declared before every Asio object: destroyed after them
   listen_address address_;
   int port_ = 0;
