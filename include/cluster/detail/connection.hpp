@@ -128,10 +128,10 @@ class basic_connection final : public connection_link,
   /// now; one reading a request, running a handler or writing answers closes
   /// after its current response (which then says "Connection: close").
   void drain() {
-    if (!busy_ && phase_ == phase::idle && parser_.idle()) {
-      asio::error_code ignored;
-      socket_.cancel(ignored);
-    }
+    // Not at once: its client may be writing its next request right now, and
+    // that request would meet the close. One that comes within the grace is
+    // answered, with "Connection: close".
+    if (!busy_ && phase_ == phase::idle && parser_.idle()) set_deadline(drain_grace());
   }
 
  private:
@@ -182,8 +182,7 @@ class basic_connection final : public connection_link,
             parser_.consume();
             break;
           case parse_state::body:
-          case parse_state::need_more:
-            break;
+          case parse_state::need_more: break;
         }
         if (!close && out_.size() >= flush_threshold && !co_await flush()) co_return;
       }
@@ -200,10 +199,11 @@ class basic_connection final : public connection_link,
       // Draining: requests the client has already sent are still answered
       // (the next answer says "Connection: close"); closing on them would
       // reset the connection under answers the client has yet to read.
-      if (state_.draining && parser_.idle() && !request_pending()) co_return;
-
       if (parser_.idle()) {
-        if (phase_ != phase::idle) set_deadline(state_.opts.idle_timeout), phase_ = phase::idle;
+        if (state_.draining)
+          set_deadline(drain_grace()), phase_ = phase::idle;
+        else if (phase_ != phase::idle)
+          set_deadline(state_.opts.idle_timeout), phase_ = phase::idle;
       } else if (!parser_.headers_done()) {
         // The header deadline runs from the request's first byte and is never
         // extended: a client trickling bytes cannot hold the slot (slowloris).
@@ -360,15 +360,12 @@ class basic_connection final : public connection_link,
   asio::awaitable<std::string_view> read_some() override {
     for (;;) {
       switch (parser_.next()) {
-        case parse_state::body:
-          co_return parser_.body_piece();
+        case parse_state::body: co_return parser_.body_piece();
         case parse_state::error:
-          throw http_error(parser_.error_status(), "cluster: request body refused with status " +
-                                                       std::to_string(parser_.error_status()));
-        case parse_state::need_more:
-          break;
-        default:
-          co_return std::string_view{};  // the body is over
+          throw http_error(parser_.error_status(),
+                           "cluster: request body refused with status " + std::to_string(parser_.error_status()));
+        case parse_state::need_more: break;
+        default: co_return std::string_view{};  // the body is over
       }
       if (parser_.continue_due() && !stream_.started) {
         // The handler asks for the body: now the client may send it.
@@ -601,9 +598,11 @@ class basic_connection final : public connection_link,
   }
 
   static constexpr std::size_t flush_threshold = 64 * 1024;
-  static constexpr std::size_t max_write = 64 * 1024;  // per write(2), as asio::transfer_all
+  static constexpr std::size_t max_write = 64 * 1024;                 // per write(2), as asio::transfer_all
   static constexpr std::size_t linger_bytes = std::size_t{64} << 20;  // a safety net; time is the bound
   static constexpr std::chrono::milliseconds linger_time{2000};
+  // How long a draining connection waits for a next request before closing.
+  std::chrono::milliseconds drain_grace() const { return std::min(std::chrono::milliseconds(250), state_.opts.idle_timeout); }
 
   Socket socket_;
   asio::steady_timer timer_;
