@@ -12,8 +12,8 @@
 #include "support/response_parser.hpp"
 
 #include <cstdint>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -36,9 +36,7 @@ cluster::response whole_response(const cluster::request& req) {
 
 auto sync_handler = [](const cluster::request& req) { return whole_response(req); };
 
-auto async_handler = [](cluster::request& req) -> asio::awaitable<cluster::response> {
-  co_return whole_response(req);
-};
+auto async_handler = [](cluster::request& req) -> asio::awaitable<cluster::response> { co_return whole_response(req); };
 
 auto stream_handler = [](cluster::request& req, cluster::response_stream& out) -> asio::awaitable<void> {
   std::string_view path = req.path();
@@ -80,8 +78,7 @@ cluster::options limits(std::uint8_t choice) {
       o.max_headers = 8;
       o.max_body = 100;
       break;
-    default:
-      break;
+    default: break;
   }
   return o;
 }

@@ -24,7 +24,9 @@ std::string sse_binary() { return binary_from_env("CLUSTER_SSE"); }
 std::string hello_binary() { return binary_from_env("CLUSTER_HELLO"); }
 
 /// echo with one worker and `flags` (limits and timeouts).
-cluster_process echo(std::vector<std::string> flags = {}) { return cluster_process(echo_binary(), 1, std::move(flags)); }
+cluster_process echo(std::vector<std::string> flags = {}) {
+  return cluster_process(echo_binary(), 1, std::move(flags));
+}
 
 std::string request(std::string_view method, std::string_view target, std::string_view fields = "",
                     std::string_view body = "") {
@@ -95,10 +97,10 @@ TEST_SUITE("http") {
   TEST_CASE("differing, repeated or malformed Content-Length gets 400") {
     auto server = echo();
     INFO("log:\n", server.stderr_text());
-    for (const char* fields : {"Content-Length: 5\r\nContent-Length: 6\r\n", "Content-Length: 5\r\nContent-Length: 5\r\n",
-                               "Content-Length: 5, 5\r\n", "Content-Length: +5\r\n", "Content-Length: 0x5\r\n",
-                               "Content-Length: 5 5\r\n", "Content-Length: \r\n",
-                               "Content-Length: 99999999999999999999999\r\n"})
+    for (const char* fields :
+         {"Content-Length: 5\r\nContent-Length: 6\r\n", "Content-Length: 5\r\nContent-Length: 5\r\n",
+          "Content-Length: 5, 5\r\n", "Content-Length: +5\r\n", "Content-Length: 0x5\r\n", "Content-Length: 5 5\r\n",
+          "Content-Length: \r\n", "Content-Length: 99999999999999999999999\r\n"})
       expect_refused(server.port(), request("POST", "/", fields, "hello"), 400);
   }
 
@@ -143,9 +145,9 @@ TEST_SUITE("http") {
   TEST_CASE("an invalid request line or version gets 400; HTTP/2.0 and HTTP/0.9 get 505") {
     auto server = echo();
     INFO("log:\n", server.stderr_text());
-    for (const char* line : {"GET  / HTTP/1.1", "GET / HTTP/1.1 ", "GET /a b HTTP/1.1", "GET\t/ HTTP/1.1",
-                             "GET / http/1.1", "GET / HTTP/1.2", "GET / HTTP/1.10", "GET /", "GET / HTTP/11",
-                             "\x16\x03\x01\x02\x00"})
+    for (const char* line :
+         {"GET  / HTTP/1.1", "GET / HTTP/1.1 ", "GET /a b HTTP/1.1", "GET\t/ HTTP/1.1", "GET / http/1.1",
+          "GET / HTTP/1.2", "GET / HTTP/1.10", "GET /", "GET / HTTP/11", "\x16\x03\x01\x02\x00"})
       expect_refused(server.port(), std::string(line) + "\r\nHost: 127.0.0.1\r\n\r\n", 400);
     expect_refused(server.port(), "GET / HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n", 505);
     expect_refused(server.port(), "GET / HTTP/0.9\r\nHost: 127.0.0.1\r\n\r\n", 505);

@@ -118,7 +118,8 @@ TEST_SUITE("unit") {
   TEST_CASE("memory: a request refused from its headers is answered without a 100 and without its body") {
     cluster::options opts;
     opts.max_body = 4;
-    auto wire = serve_in_memory(whole_echo, opts, {request("POST", "/", "Expect: 100-continue\r\nContent-Length: 5\r\n")});
+    auto wire =
+        serve_in_memory(whole_echo, opts, {request("POST", "/", "Expect: 100-continue\r\nContent-Length: 5\r\n")});
     CHECK(wire.output.starts_with("HTTP/1.1 413 Content Too Large\r\n"));
     CHECK(wire.output.find("Connection: close\r\n") != std::string::npos);
     CHECK(wire.write_shut);
@@ -126,7 +127,8 @@ TEST_SUITE("unit") {
 
   TEST_CASE("memory: an unknown expectation gets 417") {
     cluster::options opts;
-    auto wire = serve_in_memory(whole_echo, opts, {request("POST", "/", "Expect: teapot\r\nContent-Length: 1\r\n", "x")});
+    auto wire =
+        serve_in_memory(whole_echo, opts, {request("POST", "/", "Expect: teapot\r\nContent-Length: 1\r\n", "x")});
     CHECK(wire.output.starts_with("HTTP/1.1 417 Expectation Failed\r\n"));
   }
 
@@ -215,7 +217,8 @@ TEST_SUITE("unit") {
     cluster::options opts;
     opts.max_body = 6;
     auto wire = serve_in_memory(
-        streaming, opts, split(request("PUT", "/", "Transfer-Encoding: chunked\r\n", "4\r\nabcd\r\n4\r\nefgh\r\n0\r\n\r\n"), 8));
+        streaming, opts,
+        split(request("PUT", "/", "Transfer-Encoding: chunked\r\n", "4\r\nabcd\r\n4\r\nefgh\r\n0\r\n\r\n"), 8));
     CHECK(wire.output.starts_with("HTTP/1.1 413 "));
     CHECK(wire.output.find("Connection: close") != std::string::npos);
   }

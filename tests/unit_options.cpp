@@ -124,12 +124,14 @@ TEST_SUITE("unit") {
   TEST_CASE("HTTP limits and timeouts out of validate()'s ranges are refused on the command line too") {
     env_guard p("PORT"), w("WORKERS");
     const std::pair<const char*, const char*> bad[] = {
-        {"--max-target", "15"},          {"--max-target", "1048577"},     {"--max-header-bytes", "255"},
-        {"--max-header-bytes", "2000000"}, {"--max-headers", "0"},        {"--max-headers", "10001"},
-        {"--max-body", "-1"},            {"--max-body", "4294967297"},    {"--max-connections", "0"},
-        {"--max-connections", "1000001"}, {"--header-timeout", "0"},      {"--body-timeout", "3600001"},
-        {"--idle-timeout", "0"},         {"--write-timeout", "0"},        {"--header-timeout", "1.5"},
-        {"--max-body", "1e3x"},
+        {"--max-target", "15"},        {"--max-target", "1048577"},
+        {"--max-header-bytes", "255"}, {"--max-header-bytes", "2000000"},
+        {"--max-headers", "0"},        {"--max-headers", "10001"},
+        {"--max-body", "-1"},          {"--max-body", "4294967297"},
+        {"--max-connections", "0"},    {"--max-connections", "1000001"},
+        {"--header-timeout", "0"},     {"--body-timeout", "3600001"},
+        {"--idle-timeout", "0"},       {"--write-timeout", "0"},
+        {"--header-timeout", "1.5"},   {"--max-body", "1e3x"},
     };
     for (auto [flag, value] : bad) {
       CAPTURE(flag);

@@ -27,8 +27,9 @@
 //                                  message ("<type> <text>"), in order
 //   GET /master-log                the master's on_message log, in order
 //   GET /oversized?bytes=N         try_send, send, request and broadcast of N
-//                                  bytes (default max_message + 1): one line
-//                                  each, "<op>: ok" or "<op>: <errc> <text>"
+//                                  bytes (default 65537: the default limit
+//                                  + 1): one line each, "<op>: ok" or
+//                                  "<op>: <errc> <text>"
 //   GET /garbage?kind=K            after answering, writes a malformed
 //                                  packet onto this worker's control channel
 //                                  (K: text, short, magic, kind, length,

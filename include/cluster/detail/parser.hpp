@@ -513,9 +513,9 @@ class request_parser {
 
   std::unique_ptr<char[]> buffer_;
   std::size_t capacity_ = 0;
-  std::size_t msg_start_ = 0;  // first byte of the message being parsed
-  std::size_t parsed_ = 0;     // bytes llhttp has consumed
-  std::size_t end_ = 0;        // bytes buffered
+  std::size_t msg_start_ = 0;   // first byte of the message being parsed
+  std::size_t parsed_ = 0;      // bytes llhttp has consumed
+  std::size_t end_ = 0;         // bytes buffered
   const char* base_ = nullptr;  // buffer_ + msg_start_ during llhttp_execute
 
   std::vector<span> spans_;
