@@ -130,6 +130,7 @@ TEST_SUITE("http") {
     const std::vector<std::string> bad = {
         request("GET", "/", "X-Folded: a\r\n b\r\n"),
         request("GET", "/", "X-Folded: a\r\n\tb\r\n"),
+        request("GET", "/", "X-Folded:\r\n b\r\n"),
         request("GET", "/", "X-Space : a\r\n"),
         request("GET", "/", "X-Ctl: a\x01z\r\n"),
         request("GET", "/", "X\x7fName: a\r\n"),

@@ -189,6 +189,8 @@ TEST_SUITE("unit") {
         "GET / HTTP/1.1\r\n\r\n",                                           // no Host (RFC 9112 §3.2)
         "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",                     // two Hosts
         "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n folded\r\n\r\n",             // obs-fold
+        "GET / HTTP/1.1\r\nHost: a\r\nX:\r\n folded\r\n\r\n",               // obs-fold after an empty line
+        "GET / HTTP/1.1\r\nHost: a\r\nX: \r\n\tfolded\r\n\r\n",            // the same, with OWS
         "GET / HTTP/1.1\r\nHost : a\r\n\r\n",                               // space before colon
         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -197,10 +199,13 @@ TEST_SUITE("unit") {
         "GET / HTTP/9.9\r\nHost: a\r\n\r\n",
     };
     for (const char* in : bad) {
-      CAPTURE(in);
-      auto o = feed(in, 4096);
-      CHECK(o.requests.empty());
-      CHECK(o.error == 400);
+      for (std::size_t step : {std::size_t{1}, std::size_t{3}, std::size_t{4096}}) {  // split across reads too
+        CAPTURE(in);
+        CAPTURE(step);
+        auto o = feed(in, step);
+        CHECK(o.requests.empty());
+        CHECK(o.error == 400);
+      }
     }
   }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -11,6 +12,8 @@
 #include <string_view>
 
 namespace cluster {
+
+struct response;
 
 /// One header field as received: views into the connection's buffer, valid for
 /// the lifetime of the request that holds them.
@@ -59,12 +62,12 @@ class response_headers {
   static constexpr std::size_t inline_capacity = 160;
 
   response_headers() noexcept = default;
-  response_headers(const response_headers& other) { assign(other.view()); }
+  response_headers(const response_headers& other) { assign(other.view(), other.marks_); }
   response_headers(response_headers&& other) noexcept { steal(other); }
   response_headers& operator=(const response_headers& other) {
     if (this != &other) {
       size_ = 0;
-      assign(other.view());
+      assign(other.view(), other.marks_);
     }
     return *this;
   }
@@ -110,6 +113,9 @@ class response_headers {
 
   /// True when a field called `name` is present.
   bool contains(std::string_view name) const noexcept {
+    // The fields the server looks for on every response are tracked as they
+    // are set, so asking for them costs no scan.
+    if (std::uint8_t m = mark_of(name)) return (marks_ & m) != 0;
     bool found = false;
     visit([&](std::string_view n, std::string_view, std::size_t, std::size_t) {
       return found = iequals(n, name);
@@ -120,6 +126,7 @@ class response_headers {
   /// Removes every field called `name`; returns how many were removed.
   std::size_t erase(std::string_view name) noexcept {
     std::size_t removed = 0;
+    if (size_ == 0) return 0;
     for (;;) {
       std::size_t begin = 0, end = 0;
       bool found = false;
@@ -129,11 +136,13 @@ class response_headers {
         end = e;
         return found = true;
       });
-      if (!found) return removed;
+      if (!found) break;
       std::memmove(data_ + begin, data_ + end, size_ - end);
       size_ -= end - begin;
       ++removed;
     }
+    if (removed != 0) marks_ &= static_cast<std::uint8_t>(~mark_of(name));
+    return removed;
   }
 
   /// Calls `f(name, value)` for every field, in order.
@@ -152,6 +161,20 @@ class response_headers {
   std::string_view view() const noexcept { return {data_, size_}; }
 
  private:
+  friend struct response;
+
+  // Fields with a bit in marks_.
+  static constexpr std::uint8_t date_mark = 1, connection_mark = 2;
+  static constexpr std::uint8_t mark_of(std::string_view name) noexcept {
+    if (name.size() == 4 && iequals(name, "Date")) return date_mark;
+    if (name.size() == 10 && iequals(name, "Connection")) return connection_mark;
+    return 0;
+  }
+
+  // Appends a field the library itself names and values (already valid, and
+  // never Date or Connection), skipping the checks of set().
+  void append_known(std::string_view name, std::string_view value) { append_bytes(name, value); }
+
   static void check(std::string_view name, std::string_view value) {
     if (!is_valid_field_name(name))
       throw std::invalid_argument("cluster::response_headers: invalid header name '" +
@@ -182,6 +205,11 @@ class response_headers {
   }
 
   void append(std::string_view name, std::string_view value) {
+    marks_ |= mark_of(name);
+    append_bytes(name, value);
+  }
+
+  void append_bytes(std::string_view name, std::string_view value) {
     std::size_t needed = size_ + name.size() + value.size() + 4;
     reserve(needed);
     char* out = data_ + size_;
@@ -196,10 +224,11 @@ class response_headers {
     size_ = needed;
   }
 
-  void assign(std::string_view bytes) {
+  void assign(std::string_view bytes, std::uint8_t marks) {
     reserve(bytes.size());
     if (!bytes.empty()) std::memcpy(data_, bytes.data(), bytes.size());
     size_ = bytes.size();
+    marks_ = marks;
   }
 
   void reserve(std::size_t needed) {
@@ -221,15 +250,18 @@ class response_headers {
       if (other.size_ != 0) std::memcpy(inline_, other.inline_, other.size_);
     }
     size_ = other.size_;
+    marks_ = other.marks_;
     other.data_ = other.inline_;
     other.capacity_ = inline_capacity;
     other.size_ = 0;
+    other.marks_ = 0;
   }
 
   std::unique_ptr<char[]> heap_;
   char* data_ = inline_;
   std::size_t size_ = 0;
   std::size_t capacity_ = inline_capacity;
+  std::uint8_t marks_ = 0;  // date_mark, connection_mark: which of them are set
   char inline_[inline_capacity];
 };
 

@@ -23,16 +23,12 @@ struct response {
 
   /// A response with the given status and body and a Content-Type.
   static response with(int status, std::string body, std::string_view content_type) {
-    response r;
-    r.status = status;
-    r.headers.set("Content-Type", content_type);
-    r.body = std::move(body);
-    return r;
+    return make(status, std::move(body), content_type, false);
   }
 
   /// A text/plain (UTF-8) response.
   static response text(std::string body, int status = 200) {
-    return with(status, std::move(body), "text/plain; charset=utf-8");
+    return make(status, std::move(body), "text/plain; charset=utf-8", true);
   }
   /// A text/plain (UTF-8) response with a named status.
   static response text(std::string body, cluster::status code) {
@@ -41,12 +37,12 @@ struct response {
 
   /// A text/html (UTF-8) response.
   static response html(std::string body, int status = 200) {
-    return with(status, std::move(body), "text/html; charset=utf-8");
+    return make(status, std::move(body), "text/html; charset=utf-8", true);
   }
 
   /// An application/json response; `body` must already be JSON.
   static response json(std::string body, int status = 200) {
-    return with(status, std::move(body), "application/json");
+    return make(status, std::move(body), "application/json", true);
   }
 
   /// A response with no body and no Content-Type, e.g. 204 or a redirect.
@@ -63,6 +59,19 @@ struct response {
   response& set(std::string_view name, std::string_view value) {
     headers.set(name, value);
     return *this;
+  }
+
+ private:
+  // `known`: one of the library's own content types, valid without a check.
+  static response make(int status, std::string body, std::string_view content_type, bool known) {
+    response r;
+    r.status = status;
+    if (known)
+      r.headers.append_known("Content-Type", content_type);
+    else
+      r.headers.set("Content-Type", content_type);
+    r.body = std::move(body);
+    return r;
   }
 };
 

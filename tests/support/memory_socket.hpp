@@ -29,6 +29,7 @@ struct memory_wire {
   bool closed = false;      ///< close() was called
   std::size_t reads = 0;
   std::size_t writes = 0;
+  std::size_t sync_writes = 0;  ///< write_some() calls, would_block ones included
 };
 
 class memory_socket {
@@ -83,6 +84,30 @@ class memory_socket {
         },
         token, buffers);
   }
+
+  /// The non-blocking write a connection tries before an asynchronous one:
+  /// takes what fits in max_write, and every other call (odd-numbered ones)
+  /// reports would_block, so both paths get exercised.
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& b, asio::error_code& ec) {
+    memory_wire& w = *wire_;
+    ec = {};
+    if (!w.open || w.write_shut) {
+      ec = asio::error::broken_pipe;
+      return 0;
+    }
+    if (w.sync_writes++ % 2 == 1) {
+      ec = asio::error::would_block;
+      return 0;
+    }
+    ++w.writes;
+    std::size_t n = std::min(asio::buffer_size(b), w.max_write);
+    std::size_t at = w.output.size();
+    w.output.resize(at + n);
+    asio::buffer_copy(asio::buffer(w.output.data() + at, n), b);
+    return n;
+  }
+  void non_blocking(bool, asio::error_code& ec) { ec = {}; }
 
   void shutdown(asio::socket_base::shutdown_type, asio::error_code& ec) {
     ec = {};

@@ -151,6 +151,9 @@ class basic_connection final : public connection_link,
   template <class Handler>
   asio::awaitable<void> run(Handler& handler) {
     parser_.set_streaming(stream_handler<Handler>);
+    // For write_now(); asynchronous operations are not affected.
+    asio::error_code ignored;
+    socket_.non_blocking(true, ignored);
     set_deadline(state_.opts.idle_timeout);
     for (;;) {
       bool close = false;
@@ -170,13 +173,16 @@ class basic_connection final : public connection_link,
             parser_.consume();
             break;
           case parse_state::head:  // streaming: answered before its body is read
-            close = co_await answer(handler, parser_.current());
+            if constexpr (stream_handler<Handler>) close = co_await answer(handler, parser_.current());
             if (lost_) co_return;
             head_answered_ = true;
             parser_.skip_body();  // what the handler left unread is dropped
             break;
           case parse_state::message:
-            if (!head_answered_) close = co_await answer(handler, parser_.current());
+            if constexpr (sync_handler<Handler> && !async_handler<Handler> && !stream_handler<Handler>)
+              close = answer_now(handler, parser_.current());  // no coroutine frame
+            else if (!head_answered_)
+              close = co_await answer(handler, parser_.current());
             if (lost_) co_return;
             head_answered_ = false;
             parser_.consume();
@@ -184,14 +190,14 @@ class basic_connection final : public connection_link,
           case parse_state::body:
           case parse_state::need_more: break;
         }
-        if (!close && out_.size() >= flush_threshold && !co_await flush()) co_return;
+        if (!close && out_.size() >= flush_threshold && !write_now() && !co_await flush()) co_return;
       }
       if (!close && !head_answered_ && parser_.continue_due()) {
         // The body is read before the handler runs: ask the client for it.
         out_ += continue_response;
         parser_.continue_sent();
       }
-      if (!out_.empty() && !co_await flush()) co_return;
+      if (!out_.empty() && !write_now() && !co_await flush()) co_return;
       if (close) {
         co_await linger();
         co_return;
@@ -234,44 +240,79 @@ class basic_connection final : public connection_link,
   // returns true when the connection must close after it.
   template <class Handler>
   asio::awaitable<bool> answer(Handler& handler, request& req) {
-    busy_ = true;
-    phase_ = phase::busy;
-    no_deadline();
-    auto started = clock::now();
-    status_ = 500;
+    clock::time_point started = begin_answer();
     bool close = false;
     if constexpr (stream_handler<Handler>)
       close = co_await answer_streaming(handler, req);
     else
       close = co_await answer_whole(handler, req);
-    busy_ = false;
-    state_.count_request(status_, started);
+    end_answer(started);
     co_return close;
+  }
+
+  // answer() for a handler that answers at once, without a coroutine.
+  template <class Handler>
+  bool answer_now(Handler& handler, const request& req) {
+    clock::time_point started = begin_answer();
+    bool close = false;
+    try {
+      const response& res = handler(req);
+      close = settle(res, req);
+    } catch (...) {
+      log_handler_exception();
+      close = settle_failed(req);
+    }
+    end_answer(started);
+    return close;
   }
 
   template <class Handler>
   asio::awaitable<bool> answer_whole(Handler& handler, request& req) {
     response res;
-    bool failed = false;
     try {
-      if constexpr (async_handler<Handler>)
-        res = co_await handler(req);
-      else
-        res = handler(std::as_const(req));
+      res = co_await handler(req);
+    } catch (...) {
+      log_handler_exception();
+      co_return settle_failed(req);
+    }
+    co_return settle(res, req);
+  }
+
+  clock::time_point begin_answer() noexcept {
+    busy_ = true;
+    phase_ = phase::busy;
+    no_deadline();
+    status_ = 500;
+    return clock::now();
+  }
+
+  void end_answer(clock::time_point started) noexcept {
+    busy_ = false;
+    state_.count_request(status_, started);
+  }
+
+  // Appends the handler's response, or a 500 in its place when its status is
+  // not a final one; true when the connection closes after it.
+  bool settle(const response& res, const request& req) {
+    if (is_final_status(res.status)) return append_response(res, req, false);
+    log_line("worker", "handler returned status " + std::to_string(res.status) +
+                           " (a final status must be 200..999); answered 500");
+    return settle_failed(req);
+  }
+
+  bool settle_failed(const request& req) {
+    return append_response(response::text("Internal Server Error\n", 500), req, false);
+  }
+
+  // Logs the exception being handled (call from a catch block).
+  static void log_handler_exception() noexcept {
+    try {
+      throw;
     } catch (const std::exception& e) {
-      failed = true;
       log_line("worker", std::string("handler threw: ") + e.what() + "; answered 500");
     } catch (...) {
-      failed = true;
       log_line("worker", "handler threw a non-standard exception; answered 500");
     }
-    if (!failed && !is_final_status(res.status)) {
-      failed = true;
-      log_line("worker", "handler returned status " + std::to_string(res.status) +
-                             " (a final status must be 200..999); answered 500");
-    }
-    if (failed) res = response::text("Internal Server Error\n", 500);
-    co_return append_response(res, req, false);
   }
 
   template <class Handler>
@@ -531,6 +572,22 @@ class basic_connection final : public connection_link,
       ec = asio::error::timed_out;
     }
     co_return ec;
+  }
+
+  // Writes the output buffer now if the socket takes all of it (the usual
+  // case: no coroutine, no trip through the reactor); false when bytes are
+  // left for flush(), which also reports an error.
+  bool write_now() {
+    asio::error_code ec;
+    std::size_t n = socket_.write_some(asio::buffer(out_), ec);
+    if (ec) return false;
+    state_.count_bytes(&worker_cell::bytes_out, n);
+    if (n == out_.size()) {
+      out_.clear();
+      return true;
+    }
+    out_.erase(0, n);
+    return false;
   }
 
   // Writes the output buffer; false when the connection is lost.

@@ -7,6 +7,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,7 @@ constexpr bool status_has_body(int status) noexcept {
 
 /// True when the handler asked for the connection to close after `res`.
 inline bool wants_close(const response& res) noexcept {
+  if (!res.headers.contains("Connection")) return false;  // the usual case, known without a scan
   std::string_view v = res.headers.get("Connection");
   return !v.empty() && iequals(v, "close");
 }
@@ -59,34 +61,52 @@ inline std::size_t chunk_size_line(char (&buf)[24], std::size_t n) noexcept {
 /// used when `f.body` is length.
 inline void serialize_head(std::string& out, int status, const response_headers& headers, framing f,
                            std::string_view date, std::size_t content_length) {
-  char digits[24];
-  out += "HTTP/1.1 ";
-  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, status);
-  (void)ec;
-  out.append(digits, end);
-  out += ' ';
-  out += reason_phrase(status);
-  out += "\r\n";
-  if (!headers.contains("Date")) out += date;
+  constexpr std::string_view close_line = "Connection: close\r\n";
+  constexpr std::string_view keep_alive_line = "Connection: keep-alive\r\n";
+  constexpr std::string_view length_name = "Content-Length: ";
+  constexpr std::string_view chunked_line = "Transfer-Encoding: chunked\r\n";
+  const std::string_view reason = reason_phrase(status);
+  const bool own_date = !headers.contains("Date");
+  // The server decides persistence; a handler's Connection field only asks
+  // for close, which `f.close` already reflects, so it is left out.
+  const bool filter = headers.contains("Connection");
+  const std::string_view fields = filter ? std::string_view{} : headers.view();
+
+  // One resize to an upper bound, then plain copies: no per-piece growth
+  // checks or strlen.
+  const std::size_t at = out.size();
+  out.resize(at + 36 + reason.size() + date.size() + length_name.size() + 24 + chunked_line.size() +
+             keep_alive_line.size() + fields.size() + 2);
+  char* p = out.data() + at;
+  auto put = [&p](std::string_view s) {
+    if (s.empty()) return;  // a null data() must not reach memcpy
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  };
+  put("HTTP/1.1 ");
+  p = std::to_chars(p, p + 24, status).ptr;
+  *p++ = ' ';
+  put(reason);
+  put("\r\n");
+  if (own_date) put(date);
   if (status_has_body(status)) {
     // A HEAD response states the framing the GET would have (RFC 9110 §9.3.2).
     if (f.body == body_framing::length) {
-      out += "Content-Length: ";
-      auto [e2, ec2] = std::to_chars(digits, digits + sizeof digits, content_length);
-      (void)ec2;
-      out.append(digits, e2);
-      out += "\r\n";
+      put(length_name);
+      p = std::to_chars(p, p + 20, content_length).ptr;
+      put("\r\n");
     } else if (f.body == body_framing::chunked) {
-      out += "Transfer-Encoding: chunked\r\n";
+      put(chunked_line);
     }
   }
   if (f.close)
-    out += "Connection: close\r\n";
+    put(close_line);
   else if (f.keep_alive_10)
-    out += "Connection: keep-alive\r\n";
-  if (headers.contains("Connection")) {
-    // The server decides persistence; the handler's Connection field only
-    // asks for close, which `f.close` already reflects.
+    put(keep_alive_line);
+  put(fields);
+  if (!filter) put("\r\n");
+  out.resize(static_cast<std::size_t>(p - out.data()));
+  if (filter) {
     headers.for_each([&](std::string_view n, std::string_view v) {
       if (iequals(n, "Connection")) return;
       out += n;
@@ -94,10 +114,8 @@ inline void serialize_head(std::string& out, int status, const response_headers&
       out += v;
       out += "\r\n";
     });
-  } else {
-    out += headers.view();
+    out += "\r\n";
   }
-  out += "\r\n";
 }
 
 /// Appends the wire form of a complete response `res` to `out`. `date` is a
