@@ -34,11 +34,13 @@ enum class parse_state {
 
 class request_parser {
  public:
-  /// Bytes allocated for a new connection's buffer; it grows with the request
-  /// up to max_header_bytes plus read room.
-  static constexpr std::size_t initial_buffer = 4096;
+  /// Bytes allocated for a new connection's buffer (a typical request's
+  /// header block fits, as in nginx's 1k client_header_buffer_size); it grows
+  /// with a larger request up to max_header_bytes plus read room, and to
+  /// body_buffer() for a body, which streams through it.
+  static constexpr std::size_t initial_buffer = 2048;
   /// Smallest free space offered to a read.
-  static constexpr std::size_t min_read = 2048;
+  static constexpr std::size_t min_read = 1024;
   /// Longest method token we wait for before answering 501.
   static constexpr std::size_t max_method = 32;
 
@@ -46,7 +48,7 @@ class request_parser {
       : limits_(limits), max_buffer_(limits.max_header_bytes + 4 * min_read) {
     llhttp_init(&parser_, HTTP_REQUEST, &settings());
     parser_.data = this;
-    spans_.reserve(std::min<std::size_t>(limits_.max_headers, 32));
+    spans_.reserve(std::min<std::size_t>(limits_.max_headers, 16));
     fields_.reserve(spans_.capacity());
   }
 
@@ -67,7 +69,10 @@ class request_parser {
       buffer_ = std::make_unique_for_overwrite<char[]>(capacity_);
     }
     if (capacity_ - end_ < min_read) compact();
-    if (capacity_ - end_ < min_read && capacity_ < max_buffer_) grow(std::min(capacity_ * 2, max_buffer_));
+    if (capacity_ - end_ < min_read && capacity_ < max_buffer_)
+      grow(std::min(capacity_ * 2, max_buffer_));
+    else if (!streaming_ && headers_done_ && !complete_ && capacity_ < body_buffer())
+      grow(body_buffer());  // a body: read it in larger pieces (views are built at its end)
     return {buffer_.get() + end_, capacity_ - end_};
   }
 
@@ -483,6 +488,7 @@ class request_parser {
       msg_start_ = 0;
     }
     std::size_t needed = header_end() + 2 * min_read;
+    if ((parser_.flags & F_CHUNKED) || parser_.content_length > 0) needed = std::max(needed, body_buffer());
     if (capacity_ < needed) grow(std::min(std::max(needed, capacity_ * 2), max_buffer_));
     base_ = buffer_.get();
   }
@@ -508,6 +514,10 @@ class request_parser {
     for (const span& s : spans_) last = std::max({last, s.name_off + s.name_len, s.value_off + s.value_len});
     return msg_start_ + last;
   }
+
+  // What a buffer grows to for a request body (nginx's client_body_buffer_size
+  // is 16k on 64-bit systems).
+  std::size_t body_buffer() const noexcept { return std::min<std::size_t>(max_buffer_, 16 * 1024); }
 
   void grow(std::size_t cap) {
     auto bigger = std::make_unique_for_overwrite<char[]>(cap);  // no zeroing: every byte is written before it is read
