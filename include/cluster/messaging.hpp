@@ -158,15 +158,31 @@ class request_callback {
     requires(!std::same_as<std::invoke_result_t<F&, int, const message&>, asio::awaitable<message>>) &&
             std::convertible_to<std::invoke_result_t<F&, int, const message&>, message>
   request_callback(F f)  // NOLINT: implicit by design
-      : call_([f = std::move(f)](int slot, message m) mutable -> asio::awaitable<message> { co_return f(slot, m); }) {}
+      : now_(std::move(f)) {}
 
-  explicit operator bool() const noexcept { return static_cast<bool>(call_); }
+  explicit operator bool() const noexcept { return static_cast<bool>(now_) || static_cast<bool>(call_); }
 
   /// Runs the callback.
-  asio::awaitable<message> operator()(int slot, message m) const { return call_(slot, std::move(m)); }
+  asio::awaitable<message> operator()(int slot, message m) const {
+    if (now_) return answer_of(now_, slot, std::move(m));
+    return call_(slot, std::move(m));
+  }
+
+  /// True for a plain function: answer_now() then gives its answer without
+  /// a coroutine (the master's fast path).
+  bool answers_at_once() const noexcept { return static_cast<bool>(now_); }
+
+  /// Runs a plain-function callback; only when answers_at_once().
+  message answer_now(int slot, const message& m) const { return now_(slot, m); }
 
  private:
-  std::function<asio::awaitable<message>(int, message)> call_;
+  static asio::awaitable<message> answer_of(const std::function<message(int, const message&)>& f, int slot,
+                                            message m) {
+    co_return f(slot, m);
+  }
+
+  std::function<message(int, const message&)> now_;  // a plain function, or
+  std::function<asio::awaitable<message>(int, message)> call_;  // a coroutine
 };
 
 /// The messaging context of the calling worker process. Throws

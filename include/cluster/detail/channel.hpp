@@ -59,6 +59,13 @@ inline constexpr std::size_t max_packet = 160 * 1024;
 /// Largest payload a single message can carry.
 inline constexpr std::size_t max_payload = max_packet - sizeof(message_header);
 
+/// Packets a receiver takes per recvmmsg(): two, so that one call both takes
+/// the packet that woke it and tells whether another one waits.
+inline constexpr std::size_t receive_batch = 2;
+
+/// Bytes of the receive buffer: room for receive_batch packets.
+inline constexpr std::size_t receive_scratch = receive_batch * max_packet;
+
 /// Creates a connected SEQPACKET pair, close-on-exec. Throws std::system_error.
 inline void make_channel(int fds[2]) {
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)

@@ -294,7 +294,8 @@ class Cluster final : private control, private master_context {
   // --- Control channel -------------------------------------------------------
 
   asio::awaitable<void> read_channel(pid_t pid, std::shared_ptr<channel_endpoint> channel) {
-    bool well_formed = co_await channel->receive(scratch_, [this, pid](const message_header& h, std::string_view p) {
+    bool well_formed = co_await channel->receive({scratch_.get(), receive_scratch},
+                                                 [this, pid](const message_header& h, std::string_view p) {
       worker* w = find(pid);
       return !w || on_message(*w, h, p);
     });
@@ -324,7 +325,11 @@ class Cluster final : private control, private master_context {
         }
         return true;
       case message_kind::request:
-        asio::co_spawn(io_, answer(w.slot, w.channel, h.id, message{h.type, std::string(payload)}), asio::detached);
+        if (opts_.on_request.answers_at_once())
+          answer_now(w, h, payload);  // no coroutine: the reply leaves with this receive batch
+        else
+          asio::co_spawn(io_, answer(w.slot, w.channel, h.id, message{h.type, std::string(payload)}),
+                         asio::detached);
         return true;
       case message_kind::broadcast: relay(w, h, payload); return true;
       default: return false;  // not a message a master gets
@@ -342,16 +347,35 @@ class Cluster final : private control, private master_context {
     } else {
       try {
         reply = co_await opts_.on_request(slot, std::move(m));
-        if (reply.data.size() > max_payload) {
-          reply = message{0, "the on_request answer exceeds the largest message"};
-          flags = flag_error;
-        }
+        check_reply(reply, flags);
       } catch (const std::exception& e) {
         reply = message{0, std::string("on_request threw: ") + e.what()};
         flags = flag_error;
       }
     }
     if (auto channel = to.lock()) channel->queue(message_kind::reply, reply.data, reply.type, id, flags);
+  }
+
+  // The same for a plain-function on_request, called right here.
+  void answer_now(worker& w, const message_header& h, std::string_view payload) {
+    std::shared_ptr<channel_endpoint> channel = w.channel;  // `w` is not used after the callback
+    message reply;
+    std::uint16_t flags = 0;
+    try {
+      reply = opts_.on_request.answer_now(w.slot, message{h.type, std::string(payload)});
+      check_reply(reply, flags);
+    } catch (const std::exception& e) {
+      reply = message{0, std::string("on_request threw: ") + e.what()};
+      flags = flag_error;
+    }
+    if (channel) channel->queue(message_kind::reply, reply.data, reply.type, h.id, flags);
+  }
+
+  static void check_reply(message& reply, std::uint16_t& flags) {
+    if (reply.data.size() > max_payload) {
+      reply = message{0, "the on_request answer exceeds the largest message"};
+      flags = flag_error;
+    }
   }
 
   // A broadcast goes to every live worker, the sender included, and then
@@ -868,7 +892,8 @@ class Cluster final : private control, private master_context {
   std::vector<worker> workers_;
   std::deque<fork_request> pending_;
   std::vector<std::size_t> free_cells_;
-  std::vector<char> scratch_ = std::vector<char>(max_packet);  // receive buffer shared by all channels
+  // Receive buffer shared by all channels; pages are touched only as packets need them.
+  std::unique_ptr<char[]> scratch_ = std::make_unique_for_overwrite<char[]>(receive_scratch);
   std::size_t next_cell_ = 0;
   std::deque<clock::time_point> failures_;
   std::deque<int> reload_queue_;

@@ -19,8 +19,11 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include <sys/signalfd.h>
 
@@ -54,6 +57,7 @@ class Worker final : private control, private worker_context {
         channel_(std::make_shared<channel_endpoint>(io_, setup.channel_fd, channel_queue_bytes)),
         signals_(io_),
         inbox_signal_(io_),
+        call_timer_(io_),
         gate_(io_),
         heartbeat_(io_) {
     acceptor_.assign(setup.family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), setup.listen_fd);
@@ -155,11 +159,13 @@ class Worker final : private control, private worker_context {
   }
 
   asio::awaitable<void> read_channel() {
-    std::vector<char> scratch(max_packet);
-    bool well_formed = co_await channel_->receive(scratch, [this](const message_header& h, std::string_view payload) {
-      return on_channel_message(h, payload);
-    });
+    auto scratch = std::make_unique_for_overwrite<char[]>(receive_scratch);
+    bool well_formed = co_await channel_->receive({scratch.get(), receive_scratch},
+                                                  [this](const message_header& h, std::string_view payload) {
+                                                    return on_channel_message(h, payload);
+                                                  });
     if (!well_formed) log_line(role(), "malformed control message from the master");
+    channel_lost_ = true;
     fail_pending(message_errc::closed);
     if (!state_.draining) {
       // The master is gone (the kernel's parent-death signal normally got
@@ -178,14 +184,14 @@ class Worker final : private control, private worker_context {
       case message_kind::broadcast_ack: {
         auto it = pending_.find(h.id);
         if (it == pending_.end()) return true;  // its request timed out already
+        call_result& r = *it->second.result;
         if (h.flags & flag_error) {
-          it->second->error = message_errc::remote_error;
-          it->second->error_text = std::string(payload);
+          r.error = message_errc::remote_error;
+          r.error_text = std::string(payload);
         } else {
-          it->second->answer = message{h.type, std::string(payload)};
+          r.answer = message{h.type, std::string(payload)};
         }
-        it->second->done.cancel();
-        pending_.erase(it);
+        finish_call(it);
         return true;
       }
       default: return false;  // not a message a worker gets
@@ -194,12 +200,33 @@ class Worker final : private control, private worker_context {
 
   // --- worker_context --------------------------------------------------------
 
-  struct pending_call {
-    explicit pending_call(asio::io_context& io) : done(io) {}
-    asio::steady_timer done;  // cancelled when the answer arrives
+  // What a call (request or broadcast) ends with; lives in the caller's
+  // coroutine frame.
+  struct call_result {
     std::optional<message> answer;
     message_errc error{};
     std::string error_text;
+  };
+
+  // A suspended caller's completion handler, type-erased (it is move-only).
+  struct resumer {
+    virtual ~resumer() = default;
+    virtual void resume() = 0;
+  };
+  template <class H>
+  struct resumer_for final : resumer {
+    explicit resumer_for(H&& h) : handler(std::move(h)) {}
+    void resume() override { handler(); }
+    H handler;
+  };
+
+  // A call waiting for its answer. Owned here, not by the caller's frame:
+  // destroying the handler unwinds a caller that never got its answer (the
+  // worker is going away).
+  struct pending_call {
+    call_result* result = nullptr;
+    clock::time_point deadline{};
+    std::unique_ptr<resumer> caller;
   };
 
   int slot() const override { return slot_; }
@@ -274,32 +301,98 @@ class Worker final : private control, private worker_context {
     }
   }
 
+  // Sends a request or broadcast and waits for its answer, the timeout or
+  // the end of the channel. The answer resumes the caller directly from the
+  // receive loop (no timer cancelled, no handler posted), so whatever the
+  // caller queues next leaves with the receive batch: a sequential
+  // request/answer loop costs one send and one receive per round trip.
   asio::awaitable<message> call(message_kind kind, message m, std::chrono::milliseconds timeout) {
+    if (channel_lost_) throw message_error(message_errc::closed, "the master is gone");
     std::uint64_t id = ++next_id_;
-    pending_call call(io_);
-    call.done.expires_after(timeout);
-    pending_.emplace(id, &call);
-    try {
-      co_await enqueue(kind, m, id);
-    } catch (...) {
-      pending_.erase(id);
-      throw;
-    }
-    co_await call.done.async_wait(use_tuple);  // cancelled by the answer, or the timeout
-    pending_.erase(id);  // no-op when answered
-    if (call.answer) co_return std::move(*call.answer);
-    if (call.error == message_errc::remote_error) throw message_error(message_errc::remote_error, call.error_text);
-    if (call.error != message_errc{}) throw message_error(call.error);
+    // The timeout runs from here, a wait for room in the outbox included.
+    auto now = clock::now();
+    auto deadline = timeout.count() <= 0                       ? now
+                    : timeout < clock::time_point::max() - now ? now + timeout
+                                                               : clock::time_point::max();
+    co_await enqueue(kind, m, id);
+    call_result result;
+    auto [it, inserted] = pending_.try_emplace(id);
+    it->second.result = &result;
+    it->second.deadline = deadline;
+    deadlines_.emplace(deadline, id);
+    arm_call_timer(deadline);
+    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+        [this, id](auto handler) {
+          // A cancelled caller (e.g. one side of an awaitable `||`) ends as
+          // a timeout would, from a handler of its own.
+          if (auto slot = asio::get_associated_cancellation_slot(handler); slot.is_connected())
+            slot.assign([this, id](asio::cancellation_type) {
+              asio::post(io_, [this, id] {
+                if (auto it = pending_.find(id); it != pending_.end()) finish_call(it);
+              });
+            });
+          pending_.at(id).caller = std::make_unique<resumer_for<decltype(handler)>>(std::move(handler));
+        },
+        asio::use_awaitable);
+    if (result.answer) co_return std::move(*result.answer);
+    if (result.error == message_errc::remote_error)
+      throw message_error(message_errc::remote_error, result.error_text);
+    if (result.error != message_errc{}) throw message_error(result.error);
     throw message_error(message_errc::timeout, "no answer from the master within " +
                                                    std::to_string(timeout.count()) + " ms");
   }
 
-  void fail_pending(message_errc why) {
-    for (auto& [id, call] : pending_) {
-      call->error = why;
-      call->done.cancel();
+  // Ends a pending call whose result is set (an empty result is a timeout)
+  // and resumes its caller, here and now.
+  void finish_call(std::unordered_map<std::uint64_t, pending_call>::iterator it) {
+    auto node = pending_.extract(it);
+    deadlines_.erase({node.mapped().deadline, node.key()});
+    if (auto caller = std::move(node.mapped().caller)) {
+      try {
+        caller->resume();
+      } catch (const std::exception& e) {
+        log_line(role(), std::string("a messaging caller threw: ") + e.what());
+      }
     }
-    pending_.clear();
+  }
+
+  // One timer for every pending call, armed for the earliest deadline; moved
+  // only when a call's deadline comes before it, so a steady stream of calls
+  // with one timeout never touches it.
+  void arm_call_timer(clock::time_point deadline) {
+    if (deadline >= call_timer_armed_) return;
+    call_timer_armed_ = deadline;
+    call_timer_.expires_at(deadline);
+    call_timer_.async_wait([this](const asio::error_code& ec) {
+      if (ec) return;  // moved earlier, or the worker is stopping
+      call_timer_armed_ = clock::time_point::max();
+      expire_calls();
+    });
+  }
+
+  // The calls due now time out; calls their callers make meanwhile wait for
+  // a later turn (a caller retrying with no timeout cannot spin here).
+  void expire_calls() {
+    auto now = clock::now();
+    std::vector<std::uint64_t> due;
+    for (const auto& [deadline, id] : deadlines_) {
+      if (deadline > now) break;
+      due.push_back(id);
+    }
+    for (std::uint64_t id : due)
+      if (auto it = pending_.find(id); it != pending_.end()) finish_call(it);  // no answer: a timeout
+    if (!deadlines_.empty()) arm_call_timer(deadlines_.begin()->first);
+  }
+
+  void fail_pending(message_errc why) {
+    std::vector<std::uint64_t> ids;
+    for (const auto& [id, call] : pending_) ids.push_back(id);
+    for (std::uint64_t id : ids) {
+      auto it = pending_.find(id);
+      if (it == pending_.end()) continue;
+      it->second.result->error = why;
+      finish_call(it);
+    }
     inbox_signal_.cancel();
   }
 
@@ -374,8 +467,12 @@ class Worker final : private control, private worker_context {
   asio::steady_timer inbox_signal_;
   std::deque<message> inbox_;
   std::function<void(const message&)> callback_;
-  std::unordered_map<std::uint64_t, pending_call*> pending_;
+  std::unordered_map<std::uint64_t, pending_call> pending_;
+  std::set<std::pair<clock::time_point, std::uint64_t>> deadlines_;  // of pending_
+  asio::steady_timer call_timer_;
+  clock::time_point call_timer_armed_ = clock::time_point::max();
   std::uint64_t next_id_ = 0;
+  bool channel_lost_ = false;  // the receive loop ended: calls would never be answered
   bool inbox_overflow_logged_ = false;
   asio::steady_timer gate_;
   asio::steady_timer heartbeat_;
