@@ -85,8 +85,8 @@ TARGETS = [
     ("cpu_pipe_vs_nginx", "CPU/request pipelined x16 vs nginx", 0.2, "le", "x"),
     ("instr_ka", "instructions/request keep-alive", 2500, "le", ""),
     ("instr_pipe", "instructions/request pipelined x16", 1200, "le", ""),
-    ("sys_ka", "syscalls/request keep-alive", 2.3, "le", ""),
-    ("sys_pipe", "syscalls/request pipelined x16", 0.15, "le", ""),
+    ("sys_ka", "syscalls/request keep-alive, 64 conns", 2.3, "le", ""),
+    ("sys_pipe", "syscalls/request pipelined x16, 64 conns", 0.15, "le", ""),
     ("rss_worker", "worker RSS under load (MiB)", 3.0, "le", " MiB"),
     ("ready_2w", "exec to ready line, 2 workers (ms)", 50.0, "le", " ms"),
     ("replace", "kill -9 to replacement serving (ms)", 20.0, "le", " ms"),
@@ -104,11 +104,13 @@ PROFILES = {
                  cg_ka=(2000, 1000, 5000, 2), cg_pipe=(3200, 1600, 8000, 2),
                  cg_node_ka=(2500, 200, 600, 3), cg_node_pipe=(1600, 320, 960, 2), cg_node=True,
                  st_ka=(2000, 2000, 10000), st_pipe=(3200, 3200, 16000),
+                 st_load_ka=(5000, 25000), st_load_pipe=(16000, 96000),
                  wrk_seconds=4, wrk_warmup=1, ready_trials=7, kill_trials=5, msg_seconds=3.0),
     "quick": dict(rounds=3, cpu_target=0.2, min_wall=0.5, max_wall=1.5, cal_ka=4000, cal_pipe=16000,
                   cg_ka=(200, 200, 1000, 1), cg_pipe=(320, 320, 1600, 1),
                   cg_node_ka=None, cg_node_pipe=None, cg_node=False,
                   st_ka=(500, 500, 2500), st_pipe=(800, 800, 4000),
+                  st_load_ka=(2000, 8000), st_load_pipe=(8000, 32000),
                   wrk_seconds=1, wrk_warmup=1, ready_trials=3, kill_trials=3, msg_seconds=1.0),
 }
 
@@ -811,6 +813,47 @@ def strace_server(args, kind, paths, work, sizes_ka, sizes_pipe):
     return out
 
 
+class H2loadClient:
+    """strace_window()'s client for the loaded count: h2load, 64 connections."""
+
+    def __init__(self, args, port):
+        self.args = args
+        self.port = port
+
+    def run(self, n, depth):
+        r = run_h2load(self.args, self.port, n, depth, timeout=300.0)
+        if r["succeeded"] != n:
+            raise BenchError(f"h2load: {r['succeeded']} of {n} requests succeeded")
+
+
+def strace_load(args, kind, paths, work, sizes_ka, sizes_pipe):
+    """System calls per request under load: the server on CPU 0, h2load with
+    64 keep-alive connections on CPU 1, two windows of N1 < N2 requests, each
+    on fresh connections (whose accept/close costs cancel in the difference),
+    (count(N2) - count(N1)) / (N2 - N1). Here epoll_wait is shared by the
+    connections that are ready together, as in real service."""
+    s = Server(kind, paths, work, workers=1, wrap=nice_wrap(args) + pin(SERVER_CPU), label=f"{kind}-strace-load").start()
+    out = {}
+    try:
+        s.wait_ready(30)
+        pids = s.tree()
+        client = H2loadClient(args, s.port)
+        for mode, depth, (n1, n2) in (("keep-alive", 1, sizes_ka), ("pipelined x16", 16, sizes_pipe)):
+            client.run(n1, depth)  # warm
+            a = strace_window(pids, client, n1, depth, work, f"{kind}-load-{depth}-a")
+            b = strace_window(pids, client, n2, depth, work, f"{kind}-load-{depth}-b")
+            names = sorted(set(a) | set(b))
+            per = {nm: (b.get(nm, 0) - a.get(nm, 0)) / (n2 - n1) for nm in names}
+            per = {nm: v for nm, v in per.items() if abs(v) >= 0.0005}
+            total = (sum(b.values()) - sum(a.values())) / (n2 - n1)
+            out[mode] = dict(n1=n1, n2=n2, calls1=a, calls2=b, per_request=total, by_syscall=per)
+            log(f"   strace    {kind:5} {mode:14} {total:.3f} syscalls/request under load "
+                + " ".join(f"{k}={v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])))
+    finally:
+        s.stop()
+    return out
+
+
 def callgrind_self_costs(path):
     """Self cost (Ir) per function from a callgrind dump. (callgrind_annotate
     3.19 lists the functions still on the stack at a mid-run dump, such as
@@ -885,10 +928,13 @@ def section_counts(args, prof, paths, work, results, out_dir):
             cg[kind] = callgrind_server(args, kind, paths, work, prof["cg_node_ka"], prof["cg_node_pipe"])
         else:
             cg[kind] = callgrind_server(args, kind, paths, work, prof["cg_ka"], prof["cg_pipe"])
+    st_load = {}
     for kind in SERVERS:
         st[kind] = strace_server(args, kind, paths, work, prof["st_ka"], prof["st_pipe"])
+        st_load[kind] = strace_load(args, kind, paths, work, prof["st_load_ka"], prof["st_load_pipe"])
     results["callgrind"] = cg
     results["strace"] = st
+    results["strace_load"] = st_load
     # Keep the hello worker's dumps and write its profile per request.
     keep = out_dir / "bench-callgrind"
     shutil.rmtree(keep, ignore_errors=True)
@@ -1145,7 +1191,7 @@ def verdicts(results):
     if cg:
         v["instr_ka"] = cg["keep-alive"]["per_request"]
         v["instr_pipe"] = cg["pipelined x16"]["per_request"]
-    st = results.get("strace", {}).get("hello", {})
+    st = results.get("strace_load", {}).get("hello", {})
     if st:
         v["sys_ka"] = st["keep-alive"]["per_request"]
         v["sys_pipe"] = st["pipelined x16"]["per_request"]
@@ -1230,15 +1276,20 @@ def render(results):
             if d:
                 L.append(f"     node's single windows ranged {d['window_min']:,.0f} to {d['window_max']:,.0f}, mean "
                          f"{d['window_mean']:,.0f} (JIT and GC; the figure pools {d['pairs']} pairs of windows)")
-        for mode in ("keep-alive", "pipelined x16"):
-            L.append(f"   {'syscalls, ' + mode:32}" + "".join(
-                f"{fmt(st.get(k, {}).get(mode, {}).get('per_request'), '{:.3f}'):>10}" for k in SERVERS))
-        for k in SERVERS:
+        stl = results.get("strace_load", {})
+        for title, table in (("syscalls, ", st), ("syscalls 64 conns, ", stl)):
             for mode in ("keep-alive", "pipelined x16"):
-                d = st.get(k, {}).get(mode)
-                if d:
-                    parts = sorted(d["by_syscall"].items(), key=lambda kv: -kv[1])
-                    L.append(f"     {k:5} {mode:14} " + ", ".join(f"{nm} {v:.3f}" for nm, v in parts))
+                L.append(f"   {title + mode:32}" + "".join(
+                    f"{fmt(table.get(k, {}).get(mode, {}).get('per_request'), '{:.3f}'):>10}" for k in SERVERS))
+        L.append("     (\"64 conns\": under h2load -c 64 with the server on CPU 0, windows of N1 < N2 requests; "
+                 "epoll_wait is shared by the connections ready together)")
+        for title, table in (("", st), ("64 conns ", stl)):
+            for k in SERVERS:
+                for mode in ("keep-alive", "pipelined x16"):
+                    d = table.get(k, {}).get(mode)
+                    if d:
+                        parts = sorted(d["by_syscall"].items(), key=lambda kv: -kv[1])
+                        L.append(f"     {k:5} {title}{mode:14} " + ", ".join(f"{nm} {v:.3f}" for nm, v in parts))
         prof = results.get("profile", {})
         for mode in ("keep-alive", "pipelined x16"):
             rows = prof.get(mode, {}).get("self", [])[:8]
