@@ -300,6 +300,16 @@ TEST_SUITE("messaging") {
     }
   }
 
+  TEST_CASE("tasks spawned from the start hooks on this_worker().executor() and this_master().executor() run") {
+    cluster_process cluster(messaging_binary());
+    auto slots = connect_each_slot(cluster.port());
+    for (int s = 0; s < 2; ++s) {
+      reply r = get(slots[s], "/background?timeout_ms=2000");
+      CHECK(r.status == 200);
+      CHECK(r.body == "worker: ran in slot " + std::to_string(s) + "\nmaster: ran\n");
+    }
+  }
+
   TEST_CASE("a trivially copyable struct travels both ways with message::of and as") {
     cluster_process cluster(messaging_binary());
     auto slots = connect_each_slot(cluster.port());

@@ -101,6 +101,10 @@ class worker_context {
  public:
   /// The slot this worker serves.
   virtual int slot() const = 0;
+  /// This worker's event loop (single-threaded): where background work of
+  /// the worker runs, e.g. from options::on_worker_start:
+  /// `asio::co_spawn(cluster::this_worker().executor(), refresh(), asio::detached)`.
+  virtual asio::any_io_executor executor() = 0;
   /// Sends `m` to the master without waiting; fails with too_large, full
   /// (the channel is backed up) or closed. Delivered to options::on_message.
   virtual std::error_code try_send(const message& m) = 0;
@@ -137,6 +141,10 @@ class master_context {
   virtual std::size_t broadcast(const message& m) = 0;
   /// The slots that have a live worker.
   virtual std::vector<int> slots() const = 0;
+  /// The master's event loop (single-threaded): where background work of the
+  /// master runs, e.g. from options::on_master_start. Never block it: it
+  /// supervises the workers.
+  virtual asio::any_io_executor executor() = 0;
 
  protected:
   ~master_context() = default;

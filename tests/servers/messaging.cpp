@@ -2,6 +2,9 @@
 // and of the master, reachable over HTTP. Responses carry `X-Worker-Pid` and
 // `X-Worker-Slot` so a test knows which worker answered.
 //   GET /                          "pid <pid> slot <slot>\n"
+//   GET /background                what the tasks spawned on this worker's and
+//                                  the master's executor() from the start
+//                                  hooks recorded
 //   GET /request?timeout_ms=N      request to the master -> its answer,
 //                                  "pong from master <pid> to slot <slot>"
 //   GET /request-slow?timeout_ms=N&delay_ms=D
@@ -89,6 +92,7 @@ enum tag : std::uint32_t {
   tag_note = 15,     // worker -> master: recorded only
   tag_flood = 16,    // worker -> master: counted only
   tag_flood_count = 17,
+  tag_background = 18,  // worker -> master: did the master's background task run?
 };
 
 struct point {
@@ -114,6 +118,15 @@ std::map<int, pid_t> worker_pid_by_slot;  // from the workers' hello
 std::vector<std::string> dead_sends;      // on_worker_exit sends
 std::map<pid_t, std::string> dead_send_by_pid;
 std::uint64_t flood_received = 0;
+std::string worker_background;  // set by a task spawned on this_worker().executor()
+std::string master_background;  // set by a task spawned on this_master().executor()
+
+// A task on an event loop, spawned from a start hook: it starts once the loop
+// runs, before anything the loop does later (a request's handler included).
+asio::awaitable<void> note_background(std::string& where, std::string text) {
+  co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);  // really on the loop
+  where = std::move(text);
+}
 
 std::string query_value(std::string_view query, std::string_view key) {
   for (std::size_t pos = 0; pos <= query.size();) {
@@ -238,6 +251,10 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
   auto query = req.query();
   std::chrono::milliseconds timeout(query_long(query, "timeout_ms", 1000));
   try {
+    if (path == "/background") {
+      auto reply = co_await me.request(cluster::message::text("", tag_background), timeout);
+      co_return answer("worker: " + worker_background + "\nmaster: " + std::string(reply.text()) + "\n");
+    }
     if (path == "/request") {
       auto reply = co_await me.request(cluster::message::text("ping", tag_ping), timeout);
       co_return answer(std::string(reply.text()));
@@ -412,6 +429,7 @@ asio::awaitable<cluster::message> on_request(int slot, cluster::message m) {
     }
     case tag_log: co_return cluster::message::text(join(master_log));
     case tag_flood_count: co_return cluster::message::text(std::to_string(flood_received) + "\n");
+    case tag_background: co_return cluster::message::text(master_background);
     case tag_dead_sends: co_return cluster::message::text(join(dead_sends));
     case tag_master_broadcast: {
       auto n = master.broadcast(cluster::message::text("master: " + m.data, tag_master_broadcast));
@@ -458,8 +476,13 @@ int main(int argc, char** argv) {
       args.push_back(argv[i]);
   }
   cluster::options defaults;
+  defaults.on_master_start = [] {
+    asio::co_spawn(cluster::this_master().executor(), note_background(master_background, "ran"), asio::detached);
+  };
   defaults.on_worker_start = [](int slot) {
     my_slot = slot;
+    asio::co_spawn(cluster::this_worker().executor(),
+                   note_background(worker_background, "ran in slot " + std::to_string(slot)), asio::detached);
     if (!await_messages) cluster::this_worker().on_message(record);
     auto ec = cluster::this_worker().try_send(cluster::message::text(std::to_string(::getpid()), tag_hello));
     if (ec) std::fprintf(stderr, "test: hello not sent: %s\n", ec.message().c_str());

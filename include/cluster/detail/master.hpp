@@ -65,7 +65,17 @@ class Cluster final : private control, private master_context {
       admin_ = std::make_unique<admin_server>(io_, admin_tcp_state_, admin_local_state_,
                                               parse_admin_address(opts_.admin),
                                               [this](const request& r) { return admin_response(r); });
-    if (opts_.on_master_start) opts_.on_master_start();
+    // this_master() works in the hook (its executor() for background tasks;
+    // no worker is live yet).
+    this_process().master = this;
+    if (opts_.on_master_start) {
+      try {
+        opts_.on_master_start();
+      } catch (...) {
+        this_process().master = nullptr;
+        throw;
+      }
+    }
 
     const sigset_t handled = signal_set_of(
         {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH});
@@ -77,7 +87,6 @@ class Cluster final : private control, private master_context {
     ::sigaction(SIGPIPE, &ignore, &old_pipe);
     signals_.assign(open_signalfd(handled));
     this_process().lifecycle = this;
-    this_process().master = this;
 
     log_line("master", "starting " + std::to_string(slots_.size()) + " workers on " + address_.to_string(port_));
     for (slot& s : slots_) pending_.push_back({s.index, false});
@@ -406,6 +415,8 @@ class Cluster final : private control, private master_context {
       if (w.channel && w.channel->queue(message_kind::user, m.data, m.type, 0, flag_broadcast)) ++queued;
     return queued;
   }
+
+  asio::any_io_executor executor() override { return io_.get_executor(); }
 
   std::vector<int> slots() const override {
     std::vector<int> live;

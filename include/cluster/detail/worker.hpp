@@ -230,6 +230,7 @@ class Worker final : private control, private worker_context {
   };
 
   int slot() const override { return slot_; }
+  asio::any_io_executor executor() override { return io_.get_executor(); }
 
   std::error_code try_send(const message& m) override {
     if (m.data.size() > opts_.max_message) return make_error_code(message_errc::too_large);
