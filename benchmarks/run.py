@@ -786,6 +786,21 @@ def strace_window(pids, client, n, depth, work, tag):
     return parse_strace_summary(path)
 
 
+def strace_pair(pids, client, n1, n2, depth, work, tag, label):
+    """Windows of N1 then N2 requests; system calls per request, in total and
+    per call: (count(N2) - count(N1)) / (N2 - N1)."""
+    a = strace_window(pids, client, n1, depth, work, f"{tag}-a")
+    client.ensure_alive()
+    b = strace_window(pids, client, n2, depth, work, f"{tag}-b")
+    names = sorted(set(a) | set(b))
+    per = {nm: (b.get(nm, 0) - a.get(nm, 0)) / (n2 - n1) for nm in names}
+    per = {nm: v for nm, v in per.items() if abs(v) >= 0.0005}
+    total = (sum(b.values()) - sum(a.values())) / (n2 - n1)
+    log(f"   strace    {label} {total:.3f} syscalls/request "
+        + " ".join(f"{k}={v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])))
+    return dict(n1=n1, n2=n2, calls1=a, calls2=b, per_request=total, by_syscall=per)
+
+
 def strace_server(args, kind, paths, work, sizes_ka, sizes_pipe):
     s = Server(kind, paths, work, workers=1, wrap=nice_wrap(args) + pin(ALL_CPUS), label=f"{kind}-strace").start()
     out = {}
@@ -797,16 +812,7 @@ def strace_server(args, kind, paths, work, sizes_ka, sizes_pipe):
         for mode, depth, (warm, n1, n2) in (("keep-alive", 1, sizes_ka), ("pipelined x16", 16, sizes_pipe)):
             client.run(warm, depth)
             client.ensure_alive()
-            a = strace_window(pids, client, n1, depth, work, f"{kind}-{depth}-a")
-            client.ensure_alive()
-            b = strace_window(pids, client, n2, depth, work, f"{kind}-{depth}-b")
-            names = sorted(set(a) | set(b))
-            per = {nm: (b.get(nm, 0) - a.get(nm, 0)) / (n2 - n1) for nm in names}
-            per = {nm: v for nm, v in per.items() if abs(v) >= 0.0005}
-            total = (sum(b.values()) - sum(a.values())) / (n2 - n1)
-            out[mode] = dict(n1=n1, n2=n2, calls1=a, calls2=b, per_request=total, by_syscall=per)
-            log(f"   strace    {kind:5} {mode:14} {total:.3f} syscalls/request "
-                + " ".join(f"{k}={v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])))
+            out[mode] = strace_pair(pids, client, n1, n2, depth, work, f"{kind}-{depth}", f"{kind:5} {mode:14}")
         client.close()
     finally:
         s.stop()
@@ -819,6 +825,9 @@ class H2loadClient:
     def __init__(self, args, port):
         self.args = args
         self.port = port
+
+    def ensure_alive(self):
+        pass  # every window opens its own connections
 
     def run(self, n, depth):
         r = run_h2load(self.args, self.port, n, depth, timeout=300.0)
@@ -840,15 +849,8 @@ def strace_load(args, kind, paths, work, sizes_ka, sizes_pipe):
         client = H2loadClient(args, s.port)
         for mode, depth, (n1, n2) in (("keep-alive", 1, sizes_ka), ("pipelined x16", 16, sizes_pipe)):
             client.run(n1, depth)  # warm
-            a = strace_window(pids, client, n1, depth, work, f"{kind}-load-{depth}-a")
-            b = strace_window(pids, client, n2, depth, work, f"{kind}-load-{depth}-b")
-            names = sorted(set(a) | set(b))
-            per = {nm: (b.get(nm, 0) - a.get(nm, 0)) / (n2 - n1) for nm in names}
-            per = {nm: v for nm, v in per.items() if abs(v) >= 0.0005}
-            total = (sum(b.values()) - sum(a.values())) / (n2 - n1)
-            out[mode] = dict(n1=n1, n2=n2, calls1=a, calls2=b, per_request=total, by_syscall=per)
-            log(f"   strace    {kind:5} {mode:14} {total:.3f} syscalls/request under load "
-                + " ".join(f"{k}={v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])))
+            out[mode] = strace_pair(pids, client, n1, n2, depth, work, f"{kind}-load-{depth}",
+                                    f"{kind:5} {mode:14} under load")
     finally:
         s.stop()
     return out
