@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cluster/detail/admin.hpp>
+#include <cluster/detail/admin_routes.hpp>
 #include <cluster/detail/asio.hpp>
 #include <cluster/detail/channel.hpp>
 #include <cluster/detail/channel_endpoint.hpp>
@@ -702,20 +703,7 @@ class Cluster final : private control, private master_context {
   // --- Admin endpoint ---------------------------------------------------------
 
   response admin_response(const request& req) {
-    if (req.method() != "GET" && req.method() != "HEAD") {
-      auto r = response::text("only GET and HEAD are served here\n", 405);
-      r.set("Allow", "GET, HEAD");
-      return r;
-    }
-    auto path = req.path();
-    if (path == "/metrics")
-      return response::with(200, render_prometheus(snapshot()), "text/plain; version=0.0.4; charset=utf-8");
-    if (path == "/status") {
-      if (req.query().find("format=text") != std::string_view::npos)
-        return response::text(render_table(snapshot()));
-      return response::json(render_json(snapshot()));
-    }
-    return response::text("not found: try /metrics, /status or /status?format=text\n", 404);
+    return admin_answer(req, [this] { return snapshot(); });
   }
 
   cluster_status snapshot() {
