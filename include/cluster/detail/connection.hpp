@@ -609,13 +609,24 @@ class basic_connection final : public connection_link,
     if (ec) co_return;
     set_deadline(linger_time);
     phase_ = phase::writing;
+    // The discarded bytes go to a scratch buffer, never through the parser:
+    // after an error its buffer holds a refused message (possibly at its
+    // size limit) whose state must not be touched again.
     std::size_t discarded = 0;
-    while (discarded < linger_bytes && !eof_) {
-      auto space = parser_.read_space();
-      auto [rec, n] = co_await socket_.async_read_some(asio::buffer(space.data(), space.size()), use_tuple);
-      if (rec) break;
+    while (discarded < linger_bytes && !eof_ && !timed_out_) {
+      std::span<char> sink = discard_buffer();
+      auto [rec, n] = co_await socket_.async_read_some(asio::buffer(sink.data(), sink.size()), use_tuple);
+      if (rec || n == 0) break;
       discarded += n;
     }
+  }
+
+  // Where lingering reads put what they throw away: one buffer per thread
+  // (a worker or the master runs one), shared by its connections, since
+  // nobody reads what lands there.
+  static std::span<char> discard_buffer() noexcept {
+    static thread_local std::array<char, 16 * 1024> sink;
+    return sink;
   }
 
   void close() noexcept {

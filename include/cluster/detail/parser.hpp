@@ -10,6 +10,7 @@
 #include <llhttp.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -64,6 +65,10 @@ class request_parser {
   /// unless the buffer is at its limit (then next() reports the limit error
   /// before more room is needed).
   std::span<char> read_space() {
+    // After an error the buffer holds a refused message whose offsets no
+    // longer describe it (llhttp stopped inside it): reading on is the
+    // connection's bug, and compacting would move bytes out of bounds.
+    assert(!failed_);
     if (!buffer_) {
       capacity_ = initial_buffer;
       buffer_ = std::make_unique_for_overwrite<char[]>(capacity_);
@@ -497,6 +502,9 @@ class request_parser {
   // bytes already delivered) and moves the rest to the front.
   void compact() noexcept {
     std::size_t keep_end = headers_done_ && !complete_ ? header_end() : parsed_;
+    // Invariants (hold whenever the input has not been refused):
+    // msg_start_ <= keep_end <= parsed_ <= end_ <= capacity_.
+    assert(msg_start_ <= keep_end && keep_end <= parsed_ && parsed_ <= end_ && end_ <= capacity_);
     std::size_t keep = keep_end - msg_start_;
     if (msg_start_ != 0 && keep != 0) std::memmove(buffer_.get(), buffer_.get() + msg_start_, keep);
     std::size_t pending = end_ - parsed_;
