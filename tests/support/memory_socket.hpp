@@ -28,6 +28,12 @@ struct memory_wire {
   bool write_shut = false;  ///< shutdown(send) was called
   bool closed = false;      ///< close() was called
   std::size_t reads = 0;
+  /// Reads that returned no byte (end of input, or a read offered no room);
+  /// a connection that keeps reading without progress spins on a real socket.
+  std::size_t idle_reads = 0;
+  /// Past this many idle reads, reads fail (connection_aborted), so that a
+  /// spinning connection ends and the test sees idle_reads.
+  std::size_t max_idle_reads = 1000;
   std::size_t writes = 0;
   std::size_t sync_writes = 0;  ///< write_some() calls, would_block ones included
 };
@@ -59,6 +65,7 @@ class memory_socket {
           } else {
             ec = asio::error::eof;
           }
+          if (n == 0 && ++w.idle_reads > w.max_idle_reads) ec = asio::error::connection_aborted;
           asio::post(executor_, [h = std::move(handler), ec, n]() mutable { std::move(h)(ec, n); });
         },
         token, buffers);
