@@ -3,6 +3,7 @@
 // parser and limits as the workers.
 #pragma once
 
+#include <cluster/detail/accept_backoff.hpp>
 #include <cluster/detail/asio.hpp>
 #include <cluster/detail/connection.hpp>
 #include <cluster/detail/listener.hpp>
@@ -85,13 +86,23 @@ class admin_server {
 
   template <class Acceptor>
   asio::awaitable<void> accept_loop(Acceptor& acceptor, server_state& state) {
+    accept_backoff backoff;
+    asio::steady_timer pause(io_);
     for (;;) {
       auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       if (ec) {
-        log_line("master", "admin accept failed: " + ec.message());
+        // Out of descriptors: the master must not spin on its readable
+        // admin socket (it supervises); pause, longer each time.
+        auto d = backoff.failed(ec);
+        if (!d.log.empty()) log_line("master", "admin " + d.log);
+        if (d.pause.count() != 0) {
+          pause.expires_after(d.pause);
+          co_await pause.async_wait(use_tuple);
+        }
         continue;
       }
+      if (backoff.failures() != 0) log_line("master", "admin " + backoff.succeeded());
       using connection_type = basic_connection<std::decay_t<decltype(socket)>>;
       auto c = std::make_shared<connection_type>(std::move(socket), state);
       asio::co_spawn(io_, connection_type::serve(std::move(c), render_), asio::detached);

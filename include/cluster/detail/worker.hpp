@@ -3,6 +3,7 @@
 // memory, and the control channel to the master.
 #pragma once
 
+#include <cluster/detail/accept_backoff.hpp>
 #include <cluster/detail/asio.hpp>
 #include <cluster/detail/channel.hpp>
 #include <cluster/detail/channel_endpoint.hpp>
@@ -118,13 +119,17 @@ class Worker final : private control, private worker_context {
       auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
       if (ec) {
         if (state_.draining || ec == asio::error::operation_aborted) co_return;
-        // Out of descriptors or a transient error: back off briefly rather
-        // than spin on a readable listening socket.
-        log_line(role(), "accept failed: " + ec.message());
-        gate_.expires_after(std::chrono::milliseconds(50));
-        co_await gate_.async_wait(use_tuple);
+        // Out of descriptors: pause (longer each time; a connection that
+        // closes ends the pause) rather than spin on a readable socket.
+        auto d = accept_backoff_.failed(ec);
+        if (!d.log.empty()) log_line(role(), d.log);
+        if (d.pause.count() != 0) {
+          gate_.expires_after(d.pause);
+          co_await gate_.async_wait(use_tuple);
+        }
         continue;
       }
+      if (accept_backoff_.failures() != 0) log_line(role(), accept_backoff_.succeeded());
       serve(std::move(socket));
     }
   }
@@ -475,7 +480,8 @@ class Worker final : private control, private worker_context {
   std::uint64_t next_id_ = 0;
   bool channel_lost_ = false;  // the receive loop ended: calls would never be answered
   bool inbox_overflow_logged_ = false;
-  asio::steady_timer gate_;
+  asio::steady_timer gate_;  // the accept loop waits on it: at the connection limit, or pausing
+  accept_backoff accept_backoff_;
   asio::steady_timer heartbeat_;
 };
 
