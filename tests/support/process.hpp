@@ -102,6 +102,7 @@ enum class output {
 struct process_status {
   char state = 0;  ///< R, S, D, Z, ...
   pid_t ppid = 0;
+  unsigned long long cpu_ticks = 0;  ///< utime + stime, in clock ticks (sysconf(_SC_CLK_TCK) a second)
 };
 
 /// The state and parent of `pid`, or nothing if there is no such process.
@@ -115,6 +116,11 @@ inline std::optional<process_status> read_process_status(pid_t pid) {
   std::istringstream rest(stat.substr(close_paren + 1));
   process_status st;
   if (!(rest >> st.state >> st.ppid)) return std::nullopt;
+  // pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt, then utime stime.
+  std::string skipped;
+  for (int i = 0; i < 9; ++i) rest >> skipped;
+  unsigned long long utime = 0, stime = 0;
+  if (rest >> utime >> stime) st.cpu_ticks = utime + stime;
   return st;
 }
 
@@ -382,9 +388,12 @@ class cluster_process {
   /// Starts `binary` and waits for its ready line; throws with the master's
   /// stderr if it does not come within ready_timeout.
   /// `extra_env` ("NAME=value" entries) is added to the runner's environment.
+  /// `launcher`, if given, is a command that execs the rest in the same
+  /// process (e.g. {"/usr/bin/prlimit", "--nofile=64:64"}).
   explicit cluster_process(const std::string& binary, int workers = 2, std::vector<std::string> extra_args = {},
-                           const std::vector<std::string>& extra_env = {})
-      : child_(arguments(binary, workers, std::move(extra_args)), output::capture, output::capture, extra_env),
+                           const std::vector<std::string>& extra_env = {}, std::vector<std::string> launcher = {})
+      : child_(arguments(std::move(launcher), binary, workers, std::move(extra_args)), output::capture,
+               output::capture, extra_env),
         workers_(workers) {
     auto line = child_.read_stdout_line(ready_timeout);
     if (!line) {
@@ -471,8 +480,9 @@ class cluster_process {
   }
 
  private:
-  static std::vector<std::string> arguments(const std::string& binary, int workers, std::vector<std::string> extra) {
-    std::vector<std::string> argv{binary, "--host", "127.0.0.1", "--port", "0", "--workers", std::to_string(workers)};
+  static std::vector<std::string> arguments(std::vector<std::string> argv, const std::string& binary, int workers,
+                                            std::vector<std::string> extra) {
+    argv.insert(argv.end(), {binary, "--host", "127.0.0.1", "--port", "0", "--workers", std::to_string(workers)});
     argv.insert(argv.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
     return argv;
   }
