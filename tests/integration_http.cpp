@@ -28,18 +28,6 @@ cluster_process echo(std::vector<std::string> flags = {}) {
   return cluster_process(echo_binary(), 1, std::move(flags));
 }
 
-std::string request(std::string_view method, std::string_view target, std::string_view fields = "",
-                    std::string_view body = "") {
-  return std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + std::string(fields) +
-         "\r\n" + std::string(body);
-}
-
-std::string chunk(std::string_view data) {
-  char size[24];
-  int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
-  return std::string(size, static_cast<std::size_t>(n)) + std::string(data) + "\r\n";
-}
-
 /// Sends `bytes` on a new connection and checks the answer is `status`, says
 /// "Connection: close", and the server then closes.
 void expect_refused(std::uint16_t port, const std::string& bytes, int status) {

@@ -11,6 +11,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -63,6 +64,22 @@ inline std::string get_request(std::string_view target = "/") {
 inline std::string post_request(std::string_view target, std::string_view body) {
   return "POST " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+}
+
+/// "<method> <target> HTTP/1.1" with a Host field, then `fields` (each
+/// ending in CRLF), the empty line and `body`, all as given: no framing is
+/// added, so a test can send any combination.
+inline std::string request(std::string_view method, std::string_view target, std::string_view fields = "",
+                           std::string_view body = "") {
+  return std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + std::string(fields) +
+         "\r\n" + std::string(body);
+}
+
+/// `data` as one chunk of a chunked body (RFC 9112 §7.1).
+inline std::string chunk(std::string_view data) {
+  char size[24];
+  int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  return std::string(size, static_cast<std::size_t>(n)) + std::string(data) + "\r\n";
 }
 
 /// Where a Unix-domain stream socket listens, for http_client.
