@@ -134,21 +134,25 @@ struct options {
   /// Graceful stop (SIGTERM, SIGINT): how long in-flight requests may take
   /// before the remaining workers are killed, 0 ms..1 h.
   std::chrono::milliseconds shutdown_timeout{10'000};
-  /// Respawn delay after the second consecutive early failure of a slot's
-  /// worker (the first is respawned at once), growing by restart_factor per
-  /// further failure up to restart_max_delay, with ±20% jitter. 0 ms..1 min.
+  /// Respawn delay after the second consecutive early death of a slot's
+  /// worker (one up less than healthy_after, or one that never became ready;
+  /// the first is respawned at once), growing by restart_factor per further
+  /// early death up to restart_max_delay, with ±20% jitter. A dead worker is
+  /// always respawned, only later. 0 ms..1 min.
   std::chrono::milliseconds restart_delay{100};
   /// Growth of the respawn delay per consecutive early failure, 1..10.
   double restart_factor = 2.0;
   /// Cap of the respawn delay, 0 ms..10 min.
   std::chrono::milliseconds restart_max_delay{5'000};
-  /// A worker up this long is healthy: its slot's backoff resets and its exit
-  /// does not count toward the crash-loop breaker. 1 ms..1 h.
+  /// A worker up this long is healthy: its slot's backoff resets, and its
+  /// death is respawned at once. 1 ms..1 h.
   std::chrono::milliseconds healthy_after{1'000};
-  /// Crash-loop breaker: this many early worker exits within crash_window
-  /// stop the whole service with exit code 3. 1..100,000.
+  /// Boot-loop breaker: this many workers failing to boot (never ready)
+  /// within crash_window stop the whole service with exit code 3, but only
+  /// while no slot has a ready worker. Workers that were ready and died never
+  /// count: they are respawned forever. 1..100,000.
   int crash_limit = 10;
-  /// The crash-loop breaker's window, 1 ms..1 h.
+  /// The boot-loop breaker's window, 1 ms..1 h.
   std::chrono::milliseconds crash_window{30'000};
   /// A new worker must report ready within this time, or it is killed and
   /// counted as a boot failure (and a reload in progress is aborted). 1 ms..1 h.
@@ -329,8 +333,8 @@ inline std::span<const options::spec> options::specs() {
            &detail::get_option<&o::restart_factor>, &detail::set_option<&o::restart_factor>, false},
       CLUSTER_OPTION(restart_max_delay, "--restart-max-delay", nullptr, 0, 600'000, "ms", "respawn backoff cap"),
       CLUSTER_OPTION(healthy_after, "--healthy-after", nullptr, 1, hour, "ms", "uptime that resets the backoff"),
-      CLUSTER_OPTION(crash_limit, "--crash-limit", nullptr, 1, 100'000, "", "early exits that stop the service"),
-      CLUSTER_OPTION(crash_window, "--crash-window", nullptr, 1, hour, "ms", "window of the crash-loop breaker"),
+      CLUSTER_OPTION(crash_limit, "--crash-limit", nullptr, 1, 100'000, "", "boot failures that stop the service"),
+      CLUSTER_OPTION(crash_window, "--crash-window", nullptr, 1, hour, "ms", "window of the boot-loop breaker"),
       CLUSTER_OPTION(start_timeout, "--start-timeout", nullptr, 1, hour, "ms", "time for a new worker to be ready"),
       CLUSTER_OPTION(heartbeat_interval, "--heartbeat-interval", nullptr, 10, 60'000, "ms", "heartbeat period"),
       CLUSTER_OPTION(hang_timeout, "--hang-timeout", nullptr, 0, hour, "ms", "stalled heartbeat = hung, 0 = off"),

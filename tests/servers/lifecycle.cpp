@@ -8,7 +8,9 @@
 // Its own flags, before the standard ones: --crash-at-start (every worker's
 // start hook throws). Environment: CLUSTER_TEST_FAIL_START_IF_EXISTS=PATH makes
 // the start hook of every worker started while PATH exists throw (a reload
-// whose new workers cannot start). Hooks print "hook: ..." lines on stderr.
+// whose new workers cannot start); with CLUSTER_TEST_FAIL_START_SLOT=N too,
+// only slot N's workers (one slot in a boot loop while the others serve).
+// Hooks print "hook: ..." lines on stderr.
 #include <cluster/cluster.hpp>
 
 #include <charconv>
@@ -68,7 +70,9 @@ int main(int argc, char** argv) {
   defaults.on_worker_start = [crash_at_start](int slot) {
     if (crash_at_start) throw std::runtime_error("refusing to start (--crash-at-start)");
     const char* marker = std::getenv("CLUSTER_TEST_FAIL_START_IF_EXISTS");
-    if (marker && *marker && ::access(marker, F_OK) == 0)
+    const char* only_slot = std::getenv("CLUSTER_TEST_FAIL_START_SLOT");
+    bool this_slot = !only_slot || !*only_slot || std::string_view(only_slot) == std::to_string(slot);
+    if (marker && *marker && this_slot && ::access(marker, F_OK) == 0)
       throw std::runtime_error(std::string("refusing to start (") + marker + " exists)");
     my_slot = slot;
   };

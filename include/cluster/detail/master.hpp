@@ -26,6 +26,7 @@
 #include <fstream>
 #include <memory>
 #include <random>
+#include <ranges>
 #include <string>
 #include <vector>
 
@@ -55,7 +56,7 @@ class Cluster final : private control, private master_context {
 
   /// Runs the cluster until it is stopped; returns the exit code: 0 after a
   /// clean stop, 1 when workers had to be killed at the stop deadline, 3 when
-  /// the crash-loop breaker gave up.
+  /// workers kept failing to boot while no slot had a ready worker.
   int run() {
     address_ = resolve_listen_address(opts_.host, opts_.port);
     port_ = opts_.port;
@@ -134,7 +135,9 @@ class Cluster final : private control, private master_context {
     pid_t successor = -1;  // a new worker that replaces `current` once ready
     bool retiring = false;
     bool removed = false;
-    int early_failures = 0;  // consecutive
+    int early_failures = 0;            // deaths in a row before healthy_after, boot failures included
+    int boot_failures = 0;             // workers in a row that never became ready
+    clock::time_point next_attempt{};  // while backing off: when its next worker is forked
     int restarts = 0;
     cell_totals folded;  // counters of the slot's finished processes
     std::unique_ptr<asio::steady_timer> respawn;
@@ -163,19 +166,51 @@ class Cluster final : private control, private master_context {
     return static_cast<int>(std::count_if(slots_.begin(), slots_.end(), [](const slot& s) { return !s.retiring; }));
   }
 
-  // Steers new connections to the active slots only: a reuseport BPF program
-  // picks socket (hash % active), so a retiring slot's socket gets nothing new
-  // while its worker takes what is already queued. Sockets of active slots are
-  // never closed while the master runs, so they keep the lowest indices in
-  // the kernel's reuseport group.
+  // Whether the slot has a ready worker accepting its connections.
+  bool serving(const slot& s) const {
+    const worker* cur = s.current > 0 ? find(s.current) : nullptr;
+    return cur && cur->state == phase::ready;
+  }
+
+  // A slot in a boot loop: its last worker never became ready and none serves
+  // it now. A slot respawning after a runtime death is not: its workers boot.
+  bool boot_looping(const slot& s) const { return s.boot_failures > 0 && !serving(s); }
+
+  // Steers new connections to the slots that serve: a reuseport BPF program
+  // maps (hash % n) to the socket of one of the n active slots with a ready
+  // worker, so a retiring slot's socket gets nothing new while its worker
+  // takes what is already queued, and a slot whose worker died (respawning,
+  // backing off, failing to boot) gets nothing new until its next worker is
+  // ready; what was queued on it waits for that worker. With no slot ready,
+  // every active slot gets its share. Sockets of active slots are never
+  // closed while the master runs, so slot i keeps index i in the kernel's
+  // reuseport group.
   void steer() {
     if (slots_.empty()) return;
-    sock_filter code[] = {
+    std::vector<int> targets;
+    for (const slot& s : slots_)
+      if (!s.retiring && serving(s)) targets.push_back(s.index);
+    if (targets.empty())
+      for (const slot& s : slots_)
+        if (!s.retiring) targets.push_back(s.index);
+    if (targets == steered_) return;  // one setsockopt per change, not per event
+    steered_ = targets;
+    std::vector<sock_filter> code{
         {BPF_LD | BPF_W | BPF_ABS, 0, 0, static_cast<__u32>(SKF_AD_OFF + SKF_AD_RXHASH)},
-        {BPF_ALU | BPF_MOD | BPF_K, 0, 0, static_cast<__u32>(active_slots())},
-        {BPF_RET | BPF_A, 0, 0, 0},
+        {BPF_ALU | BPF_MOD | BPF_K, 0, 0, static_cast<__u32>(targets.size())},
     };
-    sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+    bool identity = std::ranges::equal(targets, std::views::iota(0, static_cast<int>(targets.size())));
+    if (identity) {
+      code.push_back({BPF_RET | BPF_A, 0, 0, 0});
+    } else {
+      // A jump table: 2 instructions per target, within BPF_MAXINSNS for max_slots.
+      for (std::size_t k = 0; k < targets.size(); ++k) {
+        code.push_back({BPF_JMP | BPF_JEQ | BPF_K, 0, 1, static_cast<__u32>(k)});
+        code.push_back({BPF_RET | BPF_K, 0, 0, static_cast<__u32>(targets[k])});
+      }
+      code.push_back({BPF_RET | BPF_K, 0, 0, static_cast<__u32>(targets.front())});
+    }
+    sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
     if (::setsockopt(slots_.front().listen_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0 &&
         !steering_warned_) {
       steering_warned_ = true;
@@ -433,6 +468,10 @@ class Cluster final : private control, private master_context {
     slot* s = slot_of(w);
     if (!s) return;
     if (s->successor == w.pid) promote(*s);
+    if (s->current == w.pid) {
+      s->boot_failures = 0;  // it boots again; early_failures waits for healthy_after
+      steer();
+    }
     if (reloading_ && reload_slot_ == w.slot && s->current == w.pid) reload_next();
     if (announced_ || stopping_) return;
     bool all = std::all_of(slots_.begin(), slots_.end(), [this](const slot& x) {
@@ -507,9 +546,9 @@ class Cluster final : private control, private master_context {
     if (!sp) return;
     slot& s = *sp;
     if (s.successor == pid) {
-      // A replacement died before it was ready: the old worker keeps serving.
+      // A replacement died before it was ready: the old worker keeps serving,
+      // so this is no boot loop of the slot.
       s.successor = -1;
-      if (!info.expected) record_failure(info, false);
       if (reloading_ && reload_slot_ == s.index)
         abort_reload("the new worker for slot " + std::to_string(s.index) + " " + describe_wait_status(status) +
                      " before it was ready");
@@ -523,11 +562,9 @@ class Cluster final : private control, private master_context {
           s.current = s.successor;  // it was about to take over anyway
           s.successor = -1;
         } else {
-          bool early = !was_ready || uptime < opts_.healthy_after;
-          s.early_failures = early ? s.early_failures + 1 : 0;
           ++s.restarts;
-          if (early && !info.expected) record_failure(info, was_ready);
-          if (!finished_ && !stopping_) schedule_respawn(s, respawn_delay(s.early_failures));
+          steer();  // new connections go to the slots that serve meanwhile
+          respawn_after_death(s, info, was_ready);
         }
       }
     }
@@ -536,6 +573,43 @@ class Cluster final : private control, private master_context {
       remove_retired_slots();
       apply_scale();
     }
+  }
+
+  // The crash policy. A slot whose worker died is always respawned: at once
+  // after a healthy run (up healthy_after or more) or an exit the master asked
+  // for, after a growing delay when its workers keep dying early. Only boot
+  // failures can stop the service, and only while every slot is in a boot
+  // loop (boot_loop_gives_up).
+  void respawn_after_death(slot& s, const worker_exit& info, bool was_ready) {
+    const std::string slot_name = "slot " + std::to_string(s.index);
+    if (info.expected) {
+      log_line("master", slot_name + ": its worker left as asked; respawning at once");
+      schedule_respawn(s, std::chrono::milliseconds(0));
+      return;
+    }
+    const bool early = !was_ready || info.uptime < opts_.healthy_after;
+    s.early_failures = early ? s.early_failures + 1 : 0;
+    s.boot_failures = was_ready ? 0 : s.boot_failures + 1;
+    if (!was_ready && boot_loop_gives_up(info)) return;
+    const auto delay = respawn_delay(s.early_failures);
+    const std::string when =
+        delay.count() == 0 ? "respawning at once" : "respawning in " + std::to_string(delay.count()) + " ms";
+    if (!early) {
+      log_line("master",
+               slot_name + ": its worker ran " + std::to_string(info.uptime.count()) + " ms (healthy); " + when);
+    } else if (was_ready) {
+      log_line("master", slot_name + ": early death " + std::to_string(s.early_failures) + " in a row (up " +
+                             std::to_string(info.uptime.count()) + " ms, healthy_after " +
+                             std::to_string(opts_.healthy_after.count()) + " ms); " + when);
+    } else {
+      log_line("master",
+               slot_name + ": worker failed to boot (" + std::to_string(s.boot_failures) + " in a row, " +
+                   std::to_string(boot_failures_.size()) + " within crash_window); " + when +
+                   (std::ranges::all_of(slots_, [this](const slot& x) { return x.retiring || boot_looping(x); })
+                        ? ""
+                        : "; other slots serve, so the service stays up"));
+    }
+    schedule_respawn(s, delay);
   }
 
   // Exponential backoff with ±20% jitter; the first early failure after a
@@ -550,37 +624,41 @@ class Cluster final : private control, private master_context {
 
   void schedule_respawn(slot& s, std::chrono::milliseconds delay) {
     if (delay.count() == 0) {
-      log_line("master", "respawning worker " + std::to_string(s.index));
+      s.next_attempt = {};
       pending_.push_back({s.index, false});
       return;
     }
-    log_line("master", "respawning worker " + std::to_string(s.index) + " in " + std::to_string(delay.count()) +
-                           " ms");
+    s.next_attempt = clock::now() + delay;
     if (!s.respawn) s.respawn = std::make_unique<asio::steady_timer>(io_);
     s.respawn->expires_after(delay);
     s.respawn->async_wait([this, index = s.index](const asio::error_code& ec) {
       if (ec || stopping_ || index >= static_cast<int>(slots_.size())) return;
       slot& target = slots_[static_cast<std::size_t>(index)];
+      target.next_attempt = {};
       if (target.current < 0 && !target.retiring) pending_.push_back({index, false});
     });
   }
 
-  // The crash-loop breaker: too many early exits within the window stop the
-  // service instead of letting it spin.
-  void record_failure(const worker_exit& info, bool was_ready) {
+  // Gunicorn's "worker failed to boot", made tolerant: boot failures within
+  // crash_window count toward crash_limit, and reaching it stops the service
+  // (exit code 3) only while every active slot is in a boot loop. A slot that
+  // serves keeps the service up however long another slot fails to boot.
+  bool boot_loop_gives_up(const worker_exit& info) {
     auto now = clock::now();
-    failures_.push_back(now);
-    while (!failures_.empty() && now - failures_.front() > opts_.crash_window) failures_.pop_front();
-    if (static_cast<int>(failures_.size()) < opts_.crash_limit || stopping_) return;
+    boot_failures_.push_back(now);
+    while (!boot_failures_.empty() && now - boot_failures_.front() > opts_.crash_window) boot_failures_.pop_front();
+    if (static_cast<int>(boot_failures_.size()) < opts_.crash_limit || stopping_) return false;
+    if (!std::ranges::all_of(slots_, [this](const slot& s) { return s.retiring || boot_looping(s); })) return false;
     std::string last = "worker " + std::to_string(info.slot) + " " +
                        (info.signal ? "was killed by " + signal_name(info.signal)
                                     : "exited with code " + std::to_string(info.exit_code)) +
-                       (was_ready ? "" : " before it was ready");
-    log_line("master", "crash loop: " + std::to_string(failures_.size()) + " worker failures within " +
-                           std::to_string(opts_.crash_window.count()) + " ms (last: " + last +
-                           "); giving up (crash_limit " + std::to_string(opts_.crash_limit) + ")");
+                       " before it was ready";
+    log_line("master", "boot loop: " + std::to_string(boot_failures_.size()) + " workers failed to boot within " +
+                           std::to_string(opts_.crash_window.count()) + " ms and no slot has a ready worker (last: " +
+                           last + "); giving up (crash_limit " + std::to_string(opts_.crash_limit) + ")");
     exit_code_ = 3;
-    stop_now("crash loop");
+    stop_now("boot loop");
+    return true;
   }
 
   // --- Reload, recycle, scale --------------------------------------------------
@@ -725,8 +803,18 @@ class Cluster final : private control, private master_context {
         ss.open_connections += c.open_connections.load(std::memory_order_relaxed);
       }
       const worker* cur = s.current > 0 ? find(s.current) : nullptr;
-      ss.state = s.retiring ? "retiring" : !cur ? "down" : cur->state == phase::ready ? "ready"
-                                                         : cur->state == phase::starting ? "starting" : "draining";
+      const bool backing_off = !cur && !s.retiring && !stopping_ && s.next_attempt != clock::time_point{};
+      ss.state = s.retiring                      ? "retiring"
+                 : backing_off                   ? "backoff"
+                 : !cur                          ? "down"
+                 : cur->state == phase::ready    ? "ready"
+                 : cur->state == phase::starting ? "starting"
+                                                 : "draining";
+      ss.backoff = backing_off;
+      ss.consecutive_failures = s.early_failures;
+      ss.boot_failures = s.boot_failures;
+      if (backing_off)
+        ss.next_attempt_seconds = std::max(0.0, std::chrono::duration<double>(s.next_attempt - now).count());
       if (cur) {
         ++st.workers;
         ss.pid = cur->pid;
@@ -770,6 +858,7 @@ class Cluster final : private control, private master_context {
           continue;
         }
         check_heartbeat(w, now, now_ns);
+        note_healthy(w, now);
         if (check_memory && w.state == phase::ready) {
           std::uint64_t rss = resident_bytes(w.pid);
           if (rss > opts_.max_memory)
@@ -778,6 +867,19 @@ class Cluster final : private control, private master_context {
         }
       }
     }
+  }
+
+  // A slot's worker up healthy_after ends the slot's run of early deaths:
+  // its next death respawns at once.
+  void note_healthy(const worker& w, clock::time_point now) {
+    slot* s = slot_of(w);
+    if (!s || s->current != w.pid || w.state != phase::ready || s->early_failures == 0 ||
+        now - w.started < opts_.healthy_after)
+      return;
+    log_line("master", name(w) + " up " + std::to_string(opts_.healthy_after.count()) +
+                           " ms: healthy, slot backoff reset after " + std::to_string(s->early_failures) +
+                           " early deaths");
+    s->early_failures = 0;
   }
 
   void check_heartbeat(worker& w, clock::time_point now, std::int64_t now_ns) {
@@ -868,8 +970,10 @@ class Cluster final : private control, private master_context {
   void cancel_pending_work() {
     pending_.clear();
     if (reloading_) abort_reload("the cluster is stopping");
-    for (slot& s : slots_)
+    for (slot& s : slots_) {
       if (s.respawn) s.respawn->cancel();
+      s.next_attempt = {};
+    }
   }
 
   void finish() {
@@ -894,7 +998,8 @@ class Cluster final : private control, private master_context {
   // Receive buffer shared by all channels; pages are touched only as packets need them.
   std::unique_ptr<char[]> scratch_ = std::make_unique_for_overwrite<char[]>(receive_scratch);
   std::size_t next_cell_ = 0;
-  std::deque<clock::time_point> failures_;
+  std::deque<clock::time_point> boot_failures_;  // within crash_window, all slots
+  std::vector<int> steered_;  // the slots new connections go to
   std::deque<int> reload_queue_;
   int reload_slot_ = -1;
   int target_ = 0;

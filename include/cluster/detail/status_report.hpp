@@ -65,11 +65,15 @@ inline process_stats read_process_stats(pid_t pid) {
 /// One slot as shown by the admin endpoint.
 struct slot_status {
   int slot = 0;
-  pid_t pid = -1;           ///< its current worker, or -1
-  std::string state;        ///< starting, ready, draining, down, retiring
+  pid_t pid = -1;     ///< its current worker, or -1
+  std::string state;  ///< starting, ready, draining, backoff, down, retiring
   double uptime_seconds = 0;
   std::uint64_t restarts = 0;
-  cell_totals totals;       ///< every process the slot had, the current one included
+  bool backoff = false;             ///< waiting out a respawn delay: no worker until next_attempt_seconds
+  double next_attempt_seconds = 0;  ///< while backing off: seconds from now until its next worker starts
+  int consecutive_failures = 0;     ///< its workers' deaths in a row before healthy_after, boot failures included
+  int boot_failures = 0;            ///< its workers in a row that never became ready
+  cell_totals totals;               ///< every process the slot had, the current one included
   std::int64_t open_connections = 0;
   double loop_lag_seconds = 0;
   process_stats process;
@@ -147,6 +151,17 @@ inline std::string render_prometheus(const cluster_status& st) {
              num(s.totals.responses[c]));
   family(o, "cluster_worker_restarts_total", "counter", "Times the slot's worker was replaced after it died.");
   for (auto& s : st.slots) sample(o, "cluster_worker_restarts_total", slot_label(s), num(s.restarts));
+  family(o, "cluster_slot_backoff", "gauge",
+         "1 while the slot has no worker and waits out a respawn delay after early deaths, else 0.");
+  for (auto& s : st.slots) sample(o, "cluster_slot_backoff", slot_label(s), num(s.backoff ? 1 : 0));
+  family(o, "cluster_slot_next_attempt_seconds", "gauge",
+         "While the slot backs off: seconds until its next worker starts, else 0.");
+  for (auto& s : st.slots) sample(o, "cluster_slot_next_attempt_seconds", slot_label(s), num(s.next_attempt_seconds));
+  family(o, "cluster_slot_consecutive_failures", "gauge",
+         "Deaths in a row of the slot's workers before healthy_after, boot failures included; 0 once one is healthy.");
+  for (auto& s : st.slots) sample(o, "cluster_slot_consecutive_failures", slot_label(s), num(s.consecutive_failures));
+  family(o, "cluster_slot_boot_failures", "gauge", "The slot's workers in a row that never became ready.");
+  for (auto& s : st.slots) sample(o, "cluster_slot_boot_failures", slot_label(s), num(s.boot_failures));
   family(o, "cluster_connections_total", "counter", "Connections accepted.");
   for (auto& s : st.slots) sample(o, "cluster_connections_total", slot_label(s), num(s.totals.connections));
   family(o, "cluster_open_connections", "gauge", "Connections open now.");
@@ -162,9 +177,8 @@ inline std::string render_prometheus(const cluster_status& st) {
     std::uint64_t cumulative = 0;
     for (std::size_t b = 0; b < duration_buckets; ++b) {
       cumulative += s.totals.duration_count[b];
-      std::string le = b < std::size(duration_bounds_us)
-                           ? num(static_cast<double>(duration_bounds_us[b]) / 1e6)
-                           : std::string("+Inf");
+      std::string le = b < std::size(duration_bounds_us) ? num(static_cast<double>(duration_bounds_us[b]) / 1e6)
+                                                         : std::string("+Inf");
       sample(o, "cluster_request_duration_seconds_bucket", slot_label(s) + ",le=\"" + le + "\"", num(cumulative));
     }
     sample(o, "cluster_request_duration_seconds_sum", slot_label(s),
@@ -202,10 +216,12 @@ inline std::string render_json(const cluster_status& st) {
     const slot_status& s = st.slots[i];
     if (i) o += ',';
     o += "{\"slot\":" + num(s.slot) + ",\"pid\":" + num(static_cast<int>(s.pid)) + ",\"state\":\"" +
-         json_escape(s.state) + "\",\"uptime_seconds\":" + num(s.uptime_seconds) + ",\"restarts\":" +
-         num(s.restarts) + ",\"requests\":" + num(s.totals.requests) + ",\"open_connections\":" +
-         num(s.open_connections) + ",\"rss_bytes\":" + num(s.process.rss_bytes) + ",\"cpu_seconds\":" +
-         num(s.process.cpu_seconds) + ",\"loop_lag_seconds\":" + num(s.loop_lag_seconds) + "}";
+         json_escape(s.state) + "\",\"uptime_seconds\":" + num(s.uptime_seconds) + ",\"restarts\":" + num(s.restarts) +
+         ",\"backoff\":" + (s.backoff ? "true" : "false") + ",\"next_attempt_seconds\":" + num(s.next_attempt_seconds) +
+         ",\"consecutive_failures\":" + num(s.consecutive_failures) + ",\"boot_failures\":" + num(s.boot_failures) +
+         ",\"requests\":" + num(s.totals.requests) + ",\"open_connections\":" + num(s.open_connections) +
+         ",\"rss_bytes\":" + num(s.process.rss_bytes) + ",\"cpu_seconds\":" + num(s.process.cpu_seconds) +
+         ",\"loop_lag_seconds\":" + num(s.loop_lag_seconds) + "}";
   }
   o += "]}\n";
   return o;
@@ -220,14 +236,17 @@ inline std::string render_table(const cluster_status& st) {
                 static_cast<int>(st.master_pid), st.state.c_str(), st.master_uptime_seconds, st.workers,
                 static_cast<double>(st.master.rss_bytes) / (1 << 20));
   o += line;
-  std::snprintf(line, sizeof line, "%-5s %-8s %-9s %9s %8s %12s %6s %9s %9s %9s\n", "slot", "pid", "state", "uptime",
-                "restarts", "requests", "conns", "rss MiB", "cpu s", "lag ms");
+  std::snprintf(line, sizeof line, "%-5s %-8s %-9s %9s %8s %5s %8s %12s %6s %9s %9s %9s\n", "slot", "pid", "state",
+                "uptime", "restarts", "fails", "retry in", "requests", "conns", "rss MiB", "cpu s", "lag ms");
   o += line;
   for (const slot_status& s : st.slots) {
-    std::snprintf(line, sizeof line, "%-5d %-8d %-9s %8.0fs %8" PRIu64 " %12" PRIu64 " %6" PRId64 " %9.1f %9.2f %9.2f\n",
-                  s.slot, static_cast<int>(s.pid), s.state.c_str(), s.uptime_seconds, s.restarts, s.totals.requests,
-                  s.open_connections, static_cast<double>(s.process.rss_bytes) / (1 << 20), s.process.cpu_seconds,
-                  s.loop_lag_seconds * 1000);
+    char retry[32] = "-";
+    if (s.backoff) std::snprintf(retry, sizeof retry, "%.1fs", s.next_attempt_seconds);
+    std::snprintf(line, sizeof line,
+                  "%-5d %-8d %-9s %8.0fs %8" PRIu64 " %5d %8s %12" PRIu64 " %6" PRId64 " %9.1f %9.2f %9.2f\n", s.slot,
+                  static_cast<int>(s.pid), s.state.c_str(), s.uptime_seconds, s.restarts, s.consecutive_failures, retry,
+                  s.totals.requests, s.open_connections, static_cast<double>(s.process.rss_bytes) / (1 << 20),
+                  s.process.cpu_seconds, s.loop_lag_seconds * 1000);
     o += line;
   }
   return o;
