@@ -558,12 +558,12 @@ class Cluster final : private control, private master_context {
     } else if (s.current == pid) {
       s.current = -1;
       if (!s.retiring && !stopping_) {
+        steer();  // new connections go to the slots that serve meanwhile
         if (s.successor > 0) {
           s.current = s.successor;  // it was about to take over anyway
           s.successor = -1;
         } else {
           ++s.restarts;
-          steer();  // new connections go to the slots that serve meanwhile
           respawn_after_death(s, info, was_ready);
         }
       }
