@@ -17,8 +17,9 @@ int main(int argc, char** argv) {
         co_await out.write(piece);  // completes once the client took it: a slow reader slows the upload
       co_return;
     }
-    std::string body(co_await req.read_body());
-    co_await out.send(cluster::response::with(200, std::move(body), "application/octet-stream"));
+    co_await req.read_body();
+    // take_body() moves the upload into the response: no copy of its bytes.
+    co_await out.send(cluster::response::with(200, req.take_body(), "application/octet-stream"));
   };
   return cluster::run(echo, argc, argv);
 }

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace cluster {
 
@@ -104,6 +105,15 @@ class request {
     return buffered_body();
   }
 
+  /// Moves the buffered body out of the connection's storage (no copy: a
+  /// large upload can become a response body or be kept without costing its
+  /// size twice); body() is empty afterwards. In a streaming handler, call
+  /// it after read_body().
+  std::string take_body() noexcept {
+    body_ = {};
+    return body_store_ ? std::move(*body_store_) : std::string();
+  }
+
   /// True when the connection stays open after this request's response
   /// (HTTP/1.1 without "Connection: close", or HTTP/1.0 with keep-alive).
   bool keep_alive() const noexcept { return keep_alive_; }
@@ -125,6 +135,7 @@ class request {
   std::string_view target_;
   std::span<const header_field> headers_;
   std::string_view body_;
+  std::string* body_store_ = nullptr;      // what body_ views, when it is buffered
   detail::body_source* source_ = nullptr;  // set for streaming handlers
   bool body_read_ = false;                 // read_some() has returned the buffered body
   int major_ = 1;

@@ -130,6 +130,17 @@ inline bool process_alive(pid_t pid) {
   return st && st->state != 'Z' && st->state != 'X';
 }
 
+/// Open descriptors of `pid` (entries of /proc/PID/fd), or 0 if it is gone.
+inline std::size_t count_fds(pid_t pid) {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
 /// Live processes whose parent is `parent`, read from /proc. Zombies are left
 /// out: they are dead, only not yet reaped.
 inline std::vector<pid_t> children_of(pid_t parent) {

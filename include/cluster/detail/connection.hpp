@@ -21,6 +21,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 namespace cluster::detail {
@@ -190,7 +191,9 @@ class basic_connection final : public connection_link,
           case parse_state::body:
           case parse_state::need_more: break;
         }
-        if (!close && out_.size() >= flush_threshold && !write_now() && !co_await flush()) co_return;
+        // A large body goes out before the next answer is appended after it.
+        if (!close && (out_.size() >= flush_threshold || !body_out_.empty()) && !write_now() && !co_await flush())
+          co_return;
       }
       if (!close && !head_answered_ && parser_.continue_due()) {
         // The body is read before the handler runs: ask the client for it.
@@ -256,8 +259,12 @@ class basic_connection final : public connection_link,
     clock::time_point started = begin_answer();
     bool close = false;
     try {
-      const response& res = handler(req);
-      close = settle(res, req);
+      if constexpr (std::is_same_v<std::invoke_result_t<Handler&, const request&>, response>) {
+        close = settle(handler(req), req);  // a prvalue: its body can be moved, not copied
+      } else {
+        const response& res = handler(req);  // a reference, or a type convertible to response
+        close = settle(res, req);
+      }
     } catch (...) {
       log_handler_exception();
       close = settle_failed(req);
@@ -275,7 +282,7 @@ class basic_connection final : public connection_link,
       log_handler_exception();
       co_return settle_failed(req);
     }
-    co_return settle(res, req);
+    co_return settle(std::move(res), req);
   }
 
   clock::time_point begin_answer() noexcept {
@@ -293,8 +300,9 @@ class basic_connection final : public connection_link,
 
   // Appends the handler's response, or a 500 in its place when its status is
   // not a final one; true when the connection closes after it.
-  bool settle(const response& res, const request& req) {
-    if (is_final_status(res.status)) return append_response(res, req, false);
+  template <class Response>
+  bool settle(Response&& res, const request& req) {
+    if (is_final_status(res.status)) return append_response(std::forward<Response>(res), req, false);
     log_line("worker", "handler returned status " + std::to_string(res.status) +
                            " (a final status must be 200..999); answered 500");
     return settle_failed(req);
@@ -370,15 +378,26 @@ class basic_connection final : public connection_link,
   }
 
   // Appends a complete response to `req`; true when the connection closes
-  // after it.
-  bool append_response(const response& res, const request& req, bool must_close) {
+  // after it. A large body is not copied into the output buffer: it goes to
+  // body_out_ (moved there when `res` is an rvalue) and leaves with the
+  // buffered head in one gathered write.
+  template <class Response>
+  bool append_response(Response&& res, const request& req, bool must_close) {
     status_ = res.status;
     bool close = must_close || !req.keep_alive() || state_.draining || wants_close(res);
     framing f;
     f.head = req.method() == "HEAD";
     f.close = close;
     f.keep_alive_10 = !close && req.version_minor() == 0;
-    serialize(out_, res, f, state_.dates.line());
+    if (res.body.size() < large_body || f.head || !status_has_body(res.status)) {
+      serialize(out_, res, f, state_.dates.line());
+      return close;
+    }
+    serialize_head(out_, res.status, res.headers, f, state_.dates.line(), res.body.size());
+    if constexpr (std::is_rvalue_reference_v<Response&&> && !std::is_const_v<std::remove_reference_t<Response>>)
+      body_out_ = std::move(res.body);
+    else
+      body_out_ = res.body;
     return close;
   }
 
@@ -516,7 +535,7 @@ class basic_connection final : public connection_link,
     if (stream_.started) throw std::logic_error("cluster::response_stream::send: the response has already started");
     check_status(res.status, "send");
     stream_.started = stream_.finished = true;
-    stream_.close = append_response(res, parser_.current(), body_forces_close());
+    stream_.close = append_response(std::move(res), parser_.current(), body_forces_close());
     co_await write_piece({});
   }
 
@@ -532,10 +551,11 @@ class basic_connection final : public connection_link,
   // body, in one gathered write; throws when the client is gone.
   asio::awaitable<void> write_piece(std::string_view data) {
     if (stream_.lost) throw std::system_error(asio::error::broken_pipe, "cluster::response_stream: the client is gone");
-    std::array<asio::const_buffer, 4> buffers;
+    std::array<asio::const_buffer, 5> buffers;
     std::size_t count = 0;
     char size_line[24];
     if (!out_.empty()) buffers[count++] = asio::buffer(out_);
+    if (!body_out_.empty()) buffers[count++] = asio::buffer(body_out_);
     if (!data.empty() && !stream_.no_body) {
       if (stream_.chunked) buffers[count++] = asio::buffer(size_line, chunk_size_line(size_line, data.size()));
       buffers[count++] = asio::buffer(data);
@@ -544,6 +564,7 @@ class basic_connection final : public connection_link,
     if (count == 0) co_return;
     asio::error_code ec = co_await write_all(std::span<const asio::const_buffer>(buffers.data(), count));
     out_.clear();
+    body_out_ = std::string();
     no_deadline();
     phase_ = phase::busy;
     if (ec) {
@@ -578,6 +599,7 @@ class basic_connection final : public connection_link,
   // case: no coroutine, no trip through the reactor); false when bytes are
   // left for flush(), which also reports an error.
   bool write_now() {
+    if (!body_out_.empty()) return false;  // large: written by flush(), gathered
     asio::error_code ec;
     std::size_t n = socket_.write_some(asio::buffer(out_), ec);
     if (ec) return false;
@@ -592,8 +614,10 @@ class basic_connection final : public connection_link,
 
   // Writes the output buffer; false when the connection is lost.
   asio::awaitable<bool> flush() {
-    asio::error_code ec = co_await write_all(asio::buffer(out_));
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(out_), asio::buffer(body_out_)};
+    asio::error_code ec = co_await write_all(buffers);
     out_.clear();
+    body_out_ = std::string();  // give a large body's memory back at once
     co_return !ec;
   }
 
@@ -666,6 +690,8 @@ class basic_connection final : public connection_link,
   }
 
   static constexpr std::size_t flush_threshold = 64 * 1024;
+  // A response body this large is written from its own storage, not copied.
+  static constexpr std::size_t large_body = 16 * 1024;
   static constexpr std::size_t max_write = 64 * 1024;                 // per write(2), as asio::transfer_all
   static constexpr std::size_t linger_bytes = std::size_t{64} << 20;  // a safety net; time is the bound
   static constexpr std::chrono::milliseconds linger_time{2000};
@@ -677,6 +703,7 @@ class basic_connection final : public connection_link,
   server_state& state_;
   request_parser parser_;
   std::string out_;
+  std::string body_out_;  // a large body that follows out_ on the wire
   clock::time_point deadline_ = clock::time_point::max();
   clock::time_point armed_ = clock::time_point::max();
   phase phase_ = phase::idle;

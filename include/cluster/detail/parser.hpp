@@ -158,6 +158,12 @@ class request_parser {
   /// Streaming: appends `piece` to the body storage and points the request's
   /// body() at it (for a handler that asks for the whole body).
   std::string_view keep_body(std::string_view piece) {
+    // Sized once from Content-Length (already checked against max_body):
+    // a body held whole costs its own size, not the slack and the copies of
+    // repeated doubling.
+    // (llhttp counts content_length down as the body arrives.)
+    if (body_.empty() && (parser_.flags & F_CONTENT_LENGTH))
+      body_.reserve(static_cast<std::size_t>(body_received_ + parser_.content_length));
     body_.append(piece);
     request_.body_ = body_;
     return request_.body_;
@@ -441,6 +447,7 @@ class request_parser {
     request_.target_ = {base_ + target_off_, target_len_};
     request_.headers_ = fields_;
     request_.body_ = body_;
+    request_.body_store_ = &body_;
     request_.major_ = parser_.http_major;
     request_.minor_ = parser_.http_minor;
     request_.keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;

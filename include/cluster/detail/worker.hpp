@@ -17,6 +17,7 @@
 
 #include <cluster/messaging.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -26,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include <malloc.h>
 #include <sys/signalfd.h>
 
 namespace cluster::detail {
@@ -139,6 +141,7 @@ class Worker final : private control, private worker_context {
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     auto c = std::make_shared<connection>(std::move(socket), state_);
     asio::co_spawn(io_, connection::serve(std::move(c), handler_), asio::detached);
+    peak_open_ = std::max(peak_open_, state_.open);
   }
 
   // The event loop's heartbeat: if a handler blocks the loop, the ticks stop
@@ -450,6 +453,17 @@ class Worker final : private control, private worker_context {
       finish_if_drained();
     else
       gate_.cancel();  // wake the accept loop if it waits at the limit
+    give_memory_back();
+  }
+
+  // Thousands of connections leave thousands of freed buffers scattered
+  // through the heap, which malloc keeps (it returns only the top of the
+  // heap): once half of a large peak has closed, hand the free pages back to
+  // the kernel. A few runs per burst, never per request.
+  void give_memory_back() noexcept {
+    if (peak_open_ < trim_after_connections || state_.open > peak_open_ / 2) return;
+    ::malloc_trim(0);
+    peak_open_ = state_.open;
   }
 
   void finish_if_drained() {
@@ -480,6 +494,9 @@ class Worker final : private control, private worker_context {
   std::uint64_t next_id_ = 0;
   bool channel_lost_ = false;  // the receive loop ended: calls would never be answered
   bool inbox_overflow_logged_ = false;
+  // Connections open at once that make a later drop worth a malloc_trim.
+  static constexpr std::size_t trim_after_connections = 256;
+  std::size_t peak_open_ = 0;  // since the last trim
   asio::steady_timer gate_;  // the accept loop waits on it: at the connection limit, or pausing
   accept_backoff accept_backoff_;
   asio::steady_timer heartbeat_;
