@@ -600,9 +600,9 @@ TEST_SUITE("lifecycle") {
     CHECK(slot_sample(metrics, "cluster_slot_boot_failures", 1) >= static_cast<double>(boot_failures));
     CHECK(slot_sample(metrics, "cluster_slot_next_attempt_seconds", 1) > 0);
     CHECK(slot_sample(metrics, "cluster_slot_next_attempt_seconds", 0) == 0);
-    auto [promtool_code, promtool_said] = promtool_check(metrics);
-    INFO("promtool said:\n", promtool_said);
-    CHECK(promtool_code == 0);
+    const std::pair<int, std::string> promtool = promtool_check(metrics);
+    INFO("promtool said:\n", promtool.second);
+    CHECK(promtool.first == 0);
 
     // New connections go to the serving slot, not into slot 1's queue.
     for (int i = 0; i < 20; ++i) {

@@ -26,7 +26,6 @@
 #include <fstream>
 #include <memory>
 #include <random>
-#include <ranges>
 #include <string>
 #include <vector>
 
@@ -199,7 +198,8 @@ class Cluster final : private control, private master_context {
         {BPF_LD | BPF_W | BPF_ABS, 0, 0, static_cast<__u32>(SKF_AD_OFF + SKF_AD_RXHASH)},
         {BPF_ALU | BPF_MOD | BPF_K, 0, 0, static_cast<__u32>(targets.size())},
     };
-    bool identity = std::ranges::equal(targets, std::views::iota(0, static_cast<int>(targets.size())));
+    bool identity = true;  // slot k for k: the plain (hash % n) program
+    for (std::size_t k = 0; k < targets.size(); ++k) identity = identity && targets[k] == static_cast<int>(k);
     if (identity) {
       code.push_back({BPF_RET | BPF_A, 0, 0, 0});
     } else {
