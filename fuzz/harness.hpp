@@ -4,7 +4,11 @@
 //
 // Input layout (the first header_bytes bytes, then what the client sends):
 //   [0] mode: bits 0-1 the target's choice (handler shape), bit 2 partial
-//       writes, bits 3-4 read sizes (up to 700, 8, 8192 or 64 bytes)
+//       writes, bits 3-4 read sizes (up to 700, 8, 8192 or 64 bytes),
+//       bits 5-6 a tail appended to the client's bytes (none, 3 KiB, 20 KiB
+//       or 70 KiB) made of their last byte repeated, or (bit 7) their last
+//       64 bytes: a long header value, body or run of pipelined requests
+//       from a short input
 //   [1] max_target       255: default; else 16 + 4v         (16..1036)
 //   [2] max_header_bytes 255: default; else 256 + 16v       (256..4320)
 //   [3] max_headers      255: default; else 1 + v % 64      (1..64)
@@ -68,12 +72,19 @@ inline setup decode(const std::uint8_t* data, std::string_view client) {
     seed ^= seed << 5;
     return seed;
   };
+  static constexpr std::size_t tails[] = {0, 3 * 1024, 20 * 1024, 70 * 1024};
+  std::string bytes(client);
+  if (std::size_t tail = tails[(mode >> 5) & 3]; tail != 0 && !client.empty()) {
+    std::string_view unit = client.substr(client.size() - std::min<std::size_t>(client.size(), mode & 0x80 ? 64 : 1));
+    bytes.reserve(bytes.size() + tail + unit.size());
+    while (bytes.size() < client.size() + tail) bytes.append(unit);
+  }
   static constexpr std::uint32_t max_read[] = {700, 8, 8192, 64};
   const std::uint32_t limit = max_read[(mode >> 3) & 3];
-  while (!client.empty()) {
-    std::size_t n = std::min<std::size_t>(client.size(), 1 + next() % limit);
-    s.reads.emplace_back(client.substr(0, n));
-    client.remove_prefix(n);
+  for (std::string_view rest = bytes; !rest.empty();) {
+    std::size_t n = std::min<std::size_t>(rest.size(), 1 + next() % limit);
+    s.reads.emplace_back(rest.substr(0, n));
+    rest.remove_prefix(n);
   }
   if (mode & 4) s.max_write = 1 + next() % 13;
   return s;

@@ -7,6 +7,10 @@
 #include "support/memory_socket.hpp"
 #include "support/response_parser.hpp"
 
+#include <cluster/detail/admin_routes.hpp>
+
+#include <algorithm>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -264,5 +268,122 @@ TEST_SUITE("unit") {
     cluster::options opts;
     auto wire = serve_in_memory(streaming, opts, {request("GET", "/finish")});
     CHECK(wire.output.ends_with("4\r\ndone\r\n0\r\n\r\n"));
+  }
+}
+
+// Regression tests for what the fuzzers found (fuzz/corpus/*/tail_*): bytes
+// that keep coming after an error answer, read in the splits the fuzzer
+// used. Before the fix they overflowed the parser's buffer (compact() from
+// the lingering close) or spun in the lingering close on a full buffer.
+namespace {
+
+// `total` copies of `byte` cut into reads of the given sizes (then repeated).
+std::vector<std::string> reads_of(char byte, std::size_t total, const std::vector<std::size_t>& sizes) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; total != 0; ++i) {
+    std::size_t n = std::min(total, sizes[i % sizes.size()]);
+    out.emplace_back(n, byte);
+    total -= n;
+  }
+  return out;
+}
+
+// The splits of the fuzzer's findings (fuzz/harness.hpp's seeds 0xffff,
+// 0xff0a, 0x200a and 0x2f0a with 8 KiB reads).
+const std::vector<std::vector<std::size_t>> finding_splits = {
+    {682, 6342, 5583, 1395, 6479},
+    {5029, 8039, 6275, 1138},
+    {2806, 701, 1385, 2091, 8107, 971, 7162, 76, 7286, 2941, 1618},
+    {2133, 4476, 605, 1042, 6396, 763, 6488, 6228, 1504, 3069, 2829},
+};
+
+// One 431 (the empty lines count toward the header block), then the close,
+// with no read that made no progress besides the end of input.
+void check_refused_once(const memory_wire& wire) {
+  auto out = parse_responses(wire.output);
+  CHECK(out.error.empty());
+  REQUIRE(out.responses.size() == 1);
+  CHECK(out.responses[0].status == 431);
+  CHECK(wire.closed);
+  CHECK(wire.idle_reads <= 1);
+}
+
+}  // namespace
+
+TEST_SUITE("unit") {
+  TEST_CASE("memory: 20 KiB and 70 KiB of empty lines are refused once with 431 and the rest is discarded, for every handler shape") {
+    auto sync_hello = [](const cluster::request&) { return cluster::response::text("hello\n"); };
+    cluster::options opts;
+    for (std::size_t total : {std::size_t{20 * 1024 + 1}, std::size_t{70 * 1024 + 1}}) {
+      for (const auto& sizes : finding_splits) {
+        CAPTURE(total);
+        CAPTURE(sizes[0]);
+        check_refused_once(serve_in_memory(sync_hello, opts, reads_of('\n', total, sizes)));
+        check_refused_once(serve_in_memory(whole_echo, opts, reads_of('\n', total, sizes), 7));
+        check_refused_once(serve_in_memory(streaming, opts, reads_of('\n', total, sizes), 1));
+      }
+    }
+  }
+
+  TEST_CASE("memory: the admin endpoint's connection refuses 70 KiB of empty lines once and discards the rest") {
+    // The master serves the admin endpoint with this code: a crash here
+    // would take down the master and every worker.
+    auto snapshot = [] { return cluster::detail::cluster_status{}; };
+    std::function<cluster::response(const cluster::request&)> render = [&](const cluster::request& req) {
+      return cluster::detail::admin_answer(req, snapshot);
+    };
+    cluster::options opts;
+    opts.max_headers = 11;
+    opts.max_body = 118;
+    for (const auto& sizes : finding_splits)
+      check_refused_once(serve_in_memory(render, opts, reads_of('\n', 70 * 1024 + 1, sizes), 5));
+  }
+
+  TEST_CASE("memory: admin routes answer /metrics, /status, /status?format=text, 404 and 405 on one connection") {
+    auto snapshot = [] {
+      cluster::detail::cluster_status st;
+      st.state = "running";
+      st.slots.resize(2);
+      return st;
+    };
+    std::function<cluster::response(const cluster::request&)> render = [&](const cluster::request& req) {
+      return cluster::detail::admin_answer(req, snapshot);
+    };
+    cluster::options opts;
+    auto wire = serve_in_memory(render, opts,
+                                {request("GET", "/metrics") + request("GET", "/status") +
+                                 request("GET", "/status?format=text") + request("GET", "/nope") +
+                                 request("POST", "/metrics") + request("HEAD", "/metrics")});
+    auto out = parse_responses(wire.output, [](std::size_t i, const wire_response&) { return i == 5; });
+    CHECK(out.error.empty());
+    REQUIRE(out.responses.size() == 6);
+    CHECK(out.responses[0].status == 200);
+    CHECK(out.responses[0].body.find("cluster_slots 2\n") != std::string::npos);
+    CHECK(out.responses[1].body.starts_with("{\"master\":"));
+    CHECK(out.responses[2].body.starts_with("master pid"));
+    CHECK(out.responses[3].status == 404);
+    CHECK(out.responses[4].status == 405);
+    CHECK(out.responses[4].header("Allow") == "GET, HEAD");
+    CHECK(out.responses[5].status == 200);
+    CHECK(out.responses[5].body.empty());
+  }
+
+  TEST_CASE("memory: a 500 answering HEAD has no body, and a request pipelined behind it is answered after it") {
+    // The old fuzz oracle misread this (it took the next answer for the
+    // 500's body); the server was right.
+    auto thrower = [](const cluster::request& req) -> cluster::response {
+      if (req.path() == "/throw") throw std::runtime_error("thrown on purpose");
+      return cluster::response::text("ok\n");
+    };
+    cluster::options opts;
+    auto wire = serve_in_memory(thrower, opts, {request("HEAD", "/throw") + "GET / HTTP/1.1\r\n\r\n"});
+    auto out = parse_responses(wire.output, [](std::size_t i, const wire_response&) { return i == 0; });
+    CHECK(out.error.empty());
+    REQUIRE(out.responses.size() == 2);
+    CHECK(out.responses[0].status == 500);
+    CHECK(out.responses[0].header("Content-Length") == "22");
+    CHECK(out.responses[0].body.empty());
+    CHECK(out.responses[1].status == 400);  // no Host
+    CHECK(wire.closed);
   }
 }
