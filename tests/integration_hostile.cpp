@@ -21,6 +21,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -48,26 +49,21 @@ constexpr ms body_timeout{500};
 constexpr ms write_timeout{500};
 
 std::vector<std::string> small_limits() {
-  return {"--admin",
-          "127.0.0.1:0",
-          "--max-body",
-          std::to_string(max_body),
-          "--max-header-bytes",
-          std::to_string(max_header_bytes),
-          "--max-headers",
-          "16",
-          "--max-target",
-          std::to_string(max_target),
-          "--header-timeout",
-          std::to_string(header_timeout.count()),
-          "--body-timeout",
-          std::to_string(body_timeout.count()),
-          "--idle-timeout",
-          "2000",
-          "--write-timeout",
-          std::to_string(write_timeout.count()),
-          "--shutdown-timeout",
-          "5000"};
+  const std::pair<const char*, std::string> flags[] = {
+      {"--admin", "127.0.0.1:0"},
+      {"--max-body", std::to_string(max_body)},
+      {"--max-header-bytes", std::to_string(max_header_bytes)},
+      {"--max-headers", "16"},
+      {"--max-target", std::to_string(max_target)},
+      {"--header-timeout", std::to_string(header_timeout.count())},
+      {"--body-timeout", std::to_string(body_timeout.count())},
+      {"--idle-timeout", "2000"},
+      {"--write-timeout", std::to_string(write_timeout.count())},
+      {"--shutdown-timeout", "5000"},
+  };
+  std::vector<std::string> argv;
+  for (const auto& [name, value] : flags) argv.insert(argv.end(), {name, value});
+  return argv;
 }
 
 /// small_limits() with flag `name` set to `value` instead.
@@ -237,6 +233,25 @@ class target_cluster {
   std::set<pid_t> workers_;
 };
 
+/// `count` connections to `port`, each having sent `bytes`.
+std::vector<std::unique_ptr<http_client>> open_clients(std::uint16_t port, int count, const std::string& bytes) {
+  std::vector<std::unique_ptr<http_client>> clients;
+  for (int i = 0; i < count; ++i) {
+    clients.push_back(std::make_unique<http_client>(port));
+    clients.back()->send(bytes);
+  }
+  return clients;
+}
+
+/// 90 connections to the admin endpoint of a master limited to 64
+/// descriptors: more than its ~50 free ones, fewer than those and the admin
+/// socket's backlog (64) together, so that every connect succeeds.
+std::vector<std::unique_ptr<http_client>> flood_admin(std::uint16_t admin_port) {
+  return open_clients(admin_port, 90, "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+}
+
+const std::vector<std::string> at_most_64_descriptors{"/usr/bin/prlimit", "--nofile=64:64"};
+
 /// Limits for the descriptor exhaustion tests: connections that got their
 /// answer stay open for the whole test, holding their descriptors.
 std::vector<std::string> exhaustion_flags() { return small_limits_with("--idle-timeout", "30000"); }
@@ -279,6 +294,17 @@ const std::string& tail() {
   return t;
 }
 
+/// Runs `scenario`, turning an exception (a connection reset before the
+/// answer, a timeout) into a failed check, so that the next case still runs.
+template <class Scenario>
+void attempt(Scenario scenario) {
+  try {
+    scenario();
+  } catch (const std::exception& e) {
+    FAIL_CHECK("the client failed: ", e.what());
+  }
+}
+
 /// Sends `r` and a tail, half-closes if asked, and checks the refusal: its
 /// status, "Connection: close", and the server closing the connection.
 void provoke(std::uint16_t port, const refusal& r, bool half_close) {
@@ -305,7 +331,7 @@ void every_refusal_with_a_tail(bool admin, bool half_close) {
     CAPTURE(header_limit);
     target_cluster target(echo_binary(), small_limits_with("--max-header-bytes", std::to_string(header_limit)));
     INFO("log:\n", target.cluster().stderr_text());
-    provoke(admin ? target.admin_port() : target.port(), r, half_close);
+    attempt([&] { provoke(admin ? target.admin_port() : target.port(), r, half_close); });
     if (target.expect_unharmed(r.what)) target.expect_graceful_stop();
   }
 }
@@ -351,7 +377,7 @@ void oversized_uploads(bool chunked) {
     for (bool expect : {false, true}) {
       CAPTURE(expect);
       target_cluster target(binary);
-      oversized_upload(target.port(), chunked, expect);
+      attempt([&] { oversized_upload(target.port(), chunked, expect); });
       if (target.expect_unharmed(expect ? "an oversized upload with Expect: 100-continue"
                                         : "an oversized upload without Expect"))
         target.expect_graceful_stop();
@@ -484,11 +510,7 @@ TEST_SUITE("hostile") {
       held.back()->send(get_request("/"));
       REQUIRE(held.back()->read_response(3s).status == 200);
     }
-    std::vector<std::unique_ptr<http_client>> flood;
-    for (int i = 0; i < 100; ++i) {
-      flood.push_back(std::make_unique<http_client>(target.port()));
-      flood.back()->send(request("GET", "/", "Connection: close\r\n"));
-    }
+    auto flood = open_clients(target.port(), 100, request("GET", "/", "Connection: close\r\n"));
     CHECK_FALSE(flood.front()->has_data(200ms));  // at the limit: not accepted yet
     held.clear();
     int answered = 0;
@@ -504,13 +526,9 @@ TEST_SUITE("hostile") {
 
   TEST_CASE(
       "descriptor exhaustion in a worker: it pauses accepting without spinning or flooding the log, then serves") {
-    target_cluster target(hello_binary(), exhaustion_flags(), {"/usr/bin/prlimit", "--nofile=64:64"});
+    target_cluster target(hello_binary(), exhaustion_flags(), at_most_64_descriptors);
     const std::size_t log_lines_before = lines_in(target.cluster().stderr_text());
-    std::vector<std::unique_ptr<http_client>> flood;
-    for (int i = 0; i < 120; ++i) {
-      flood.push_back(std::make_unique<http_client>(target.port()));
-      flood.back()->send(get_request("/"));
-    }
+    auto flood = open_clients(target.port(), 120, get_request("/"));
     // Two seconds at exhaustion: the worker must neither spin nor log on.
     const auto start = test_clock::now();
     auto shares = cpu_shares({target.worker()}, 2s);
@@ -532,15 +550,9 @@ TEST_SUITE("hostile") {
   }
 
   TEST_CASE("descriptor exhaustion in the master (admin flood): it pauses accepting, supervises on, then serves") {
-    target_cluster target(hello_binary(), exhaustion_flags(), {"/usr/bin/prlimit", "--nofile=64:64"});
+    target_cluster target(hello_binary(), exhaustion_flags(), at_most_64_descriptors);
     const std::size_t log_lines_before = lines_in(target.cluster().stderr_text());
-    std::vector<std::unique_ptr<http_client>> flood;
-    // 90: more than the master's ~50 free descriptors, fewer than those and
-    // the admin socket's backlog (64) together, so that every connect succeeds.
-    for (int i = 0; i < 90; ++i) {
-      flood.push_back(std::make_unique<http_client>(target.admin_port()));
-      flood.back()->send("GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    }
+    auto flood = flood_admin(target.admin_port());
     const auto start = test_clock::now();
     auto shares = cpu_shares({target.cluster().pid()}, 2s);
     const double seconds = std::chrono::duration<double>(test_clock::now() - start).count();
@@ -554,6 +566,29 @@ TEST_SUITE("hostile") {
     CHECK(get(target.port()).status == 200);  // the workers never noticed
     flood.clear();
     REQUIRE(target.expect_unharmed("descriptor exhaustion in the master"));
+    target.expect_graceful_stop();
+  }
+
+  TEST_CASE("a worker that dies while an admin flood holds the master's descriptors is respawned once they are free") {
+    target_cluster target(hello_binary(), exhaustion_flags(), at_most_64_descriptors);
+    auto& cluster = target.cluster();
+    INFO("log:\n", cluster.stderr_text());
+    auto flood = flood_admin(target.admin_port());
+    REQUIRE(cluster.wait_for_log("Too many open files", 5s));
+    const pid_t victim = target.worker();
+    REQUIRE(::kill(victim, SIGKILL) == 0);
+    REQUIRE(cluster.wait_for_log("(pid " + std::to_string(victim) + ") was killed by SIGKILL", 5s));
+    // The respawn may have to wait for descriptors; the service must not end.
+    flood.clear();
+    auto respawned = [&] {
+      auto pids = cluster.worker_pids();
+      return pids.size() == 1 && pids.front() != victim;
+    };
+    wait_until([&] { return respawned() || !process_alive(cluster.pid()); }, 10s);
+    REQUIRE_MESSAGE(process_alive(cluster.pid()), "the master exited");
+    CHECK(respawned());
+    CHECK(get(target.port()).status == 200);
+    CHECK(target.restarts() == 1);
     target.expect_graceful_stop();
   }
 }
