@@ -453,4 +453,66 @@ TEST_SUITE("unit") {
     REQUIRE(some.size() == 1);
     CHECK(some[0].body.size() <= 10);
   }
+
+  // Conformance (issue 10): what real clients send is accepted, what RFC
+  // 9112 refuses is refused, at every split of the input.
+  TEST_CASE("conformance: an empty header field value is accepted (RFC 9110 §5.5)") {
+    for (std::string fields : {"X-Empty:\r\n", "X-Empty: \r\n", "X-Empty:\t \r\n", "X-A:\r\nX-B:\r\n"}) {
+      for (std::string head : {"GET / HTTP/1.1\r\nHost: h\r\n" + fields, "GET / HTTP/1.1\r\n" + fields + "Host: h\r\n"}) {
+        std::string in = head + "\r\n";
+        for (std::size_t step : {std::size_t{1}, std::size_t{3}, in.size()}) {
+          CAPTURE(in);
+          CAPTURE(step);
+          auto o = feed(in, step);
+          CHECK(o.error == 0);
+          REQUIRE(o.requests.size() == 1);
+          for (const auto& [name, value] : o.requests[0].headers)
+            if (name != "Host") CHECK(value.empty());
+        }
+      }
+    }
+  }
+
+  TEST_CASE("conformance: request lines and line ends that RFC 9112 refuses get 400") {
+    for (std::string in : {
+             "GET /  HTTP/1.1\r\nHost: h\r\n\r\n",      // two spaces before the version
+             "GET /\t HTTP/1.1\r\nHost: h\r\n\r\n",     // a tab
+             "GET / HTTP/1.1 \r\nHost: h\r\n\r\n",       // a space after the version
+             "GET / HTTP/1.1\nHost: h\r\n\r\n",           // a bare LF after the request line
+             "GET / HTTP/1.1\r\nHost: h\n\r\n",           // after a field line
+             "GET / HTTP/1.1\r\nHost: h\r\n\n",           // as the empty line
+             "GET / HTTP/1.0\n\r\n",                      // no fields, bare LF after the request line
+             "GET / HTTP/1.0\r\n\n",                      // no fields, bare LF as the empty line
+             "GET * HTTP/1.1\r\nHost: h\r\n\r\n",        // asterisk-form is for OPTIONS only
+         }) {
+      for (std::size_t step : {std::size_t{1}, std::size_t{2}, in.size()}) {
+        CAPTURE(in);
+        CAPTURE(step);
+        CHECK(feed(in, step).error == 400);
+      }
+    }
+    auto options = feed("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", 1);
+    CHECK(options.error == 0);
+    REQUIRE(options.requests.size() == 1);
+    CHECK(options.requests[0].target == "*");
+    CHECK(feed("GET / HTTP/1.0\r\n\r\n", 1).error == 0);
+  }
+
+  TEST_CASE("conformance: Host is one uri-host with an optional port (RFC 9112 §3.2, RFC 9110 §7.2)") {
+    for (std::string good : {"example.com", "example.com:8080", "127.0.0.1", "127.0.0.1:80", "[::1]", "[::1]:8080",
+                             "a%41b.example", "x:", "", "under_score.example", "a-b.c~d"}) {
+      std::string in = "GET / HTTP/1.1\r\nHost: " + good + "\r\n\r\n";
+      CAPTURE(in);
+      CHECK(feed(in, 1).error == 0);
+      CHECK(feed(in, in.size()).error == 0);
+    }
+    for (std::string bad : {"user@host", "user:pw@host", "host/path", "host:80/path", "a.com, b.com", "a.com,b.com",
+                            "host:8a", "host:80:80", "[::1", "[::1]x", "[]", "a%4", "a%zz", "ho st", "host?q",
+                            "host#f", "h\"q"}) {
+      std::string in = "GET / HTTP/1.1\r\nHost: " + bad + "\r\n\r\n";
+      CAPTURE(in);
+      CHECK(feed(in, 1).error == 400);
+      CHECK(feed(in, in.size()).error == 400);
+    }
+  }
 }

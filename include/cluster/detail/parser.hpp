@@ -281,6 +281,10 @@ class request_parser {
     // llhttp accepts HTTP/0.9 and HTTP/2.0 request lines; we speak 1.0 and
     // 1.1 only (RFC 9110 §15.6.6).
     if (parser_.http_major != 1 || parser_.http_minor > 1) return refuse(505);
+    // RFC 9112 §3: exactly one SP between target and version; llhttp skips
+    // several (the whole line is in the buffer: nothing is compacted away
+    // before the header block is complete).
+    if (base_[target_off_ + target_len_ + 1] != 'H') return refuse(400);
     version_seen_ = true;
     return 0;
   }
@@ -293,6 +297,9 @@ class request_parser {
     }
     if (!in_field_) {
       if (spans_.size() == limits_.max_headers) return refuse(431);
+      // The line before this field (the request line or a field line) ends
+      // in CRLF (RFC 9112 §2.2): llhttp takes a bare LF after the request line.
+      if (!ends_line_with_crlf(offset(at))) return refuse(400);
       spans_.push_back({offset(at), 0, 0, 0});
       in_field_ = true;
     }
@@ -320,6 +327,9 @@ class request_parser {
 
   int on_value(const char* at, std::size_t n) noexcept {
     if (headers_done_) return on_trailer_bytes(n);
+    // An empty value (RFC 9110 §5.5 allows one) comes as an empty span that
+    // points past the line's end: nothing to record or check.
+    if (n == 0) return 0;
     span& s = spans_.back();
     std::size_t off = offset(at);
     // RFC 9112 §5.2 lets a server reject obs-fold (a value continued on a line
@@ -346,6 +356,7 @@ class request_parser {
     while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
     s.value_len = v.size();
     if (s.value_off + s.value_len > limits_.max_header_bytes) return refuse(431);
+    if (field_ == field_kind::host && !valid_host(v)) return refuse(400);
     if (field_ == field_kind::transfer_encoding)
       read_codings(v);
     else if (field_ == field_kind::expect)
@@ -356,6 +367,65 @@ class request_parser {
   int on_trailer_bytes(std::size_t n) noexcept {
     trailer_bytes_ += n;
     return trailer_bytes_ > limits_.max_header_bytes ? refuse(431) : 0;
+  }
+
+  // True when the two bytes before `off` (the start of a field line) are CRLF.
+  bool ends_line_with_crlf(std::size_t off) const noexcept {
+    return off >= 2 && base_[off - 1] == '\n' && base_[off - 2] == '\r';
+  }
+
+  // Called at the end of the header section, all of which is buffered: the
+  // last line (the last field line, or the request line) and the empty line
+  // after it end in CRLF.
+  bool header_section_ends_with_crlf() const noexcept {
+    std::size_t from = spans_.empty() ? target_off_ + target_len_ : spans_.back().name_off;
+    const char* start = base_ + from;
+    const char* end = buffer_.get() + end_;
+    const char* lf = static_cast<const char*>(std::memchr(start, '\n', static_cast<std::size_t>(end - start)));
+    if (!lf || lf == start || lf[-1] != '\r') return false;
+    return end - lf >= 3 && lf[1] == '\r' && lf[2] == '\n';
+  }
+
+  // RFC 9112 §3.2 / RFC 9110 §7.2: Host = uri-host [ ":" port ], one
+  // authority, no userinfo, no path, no list. An empty value is allowed
+  // (a target without authority).
+  static bool valid_host(std::string_view v) noexcept {
+    std::size_t colon = std::string_view::npos;
+    if (!v.empty() && v.front() == '[') {  // IP-literal
+      std::size_t close = v.find(']');
+      if (close == std::string_view::npos || close < 2) return false;
+      for (char c : v.substr(1, close - 1))
+        if (!(is_hex(c) || c == ':' || c == '.' || c == 'v' || c == 'V')) return false;
+      if (close + 1 < v.size() && v[close + 1] != ':') return false;
+      colon = close + 1 < v.size() ? close + 1 : std::string_view::npos;
+    } else {
+      colon = v.find(':');
+      std::string_view name = v.substr(0, colon);
+      for (std::size_t i = 0; i < name.size(); ++i) {
+        char c = name[i];
+        if (c == '%') {  // pct-encoded
+          if (i + 2 >= name.size() || !is_hex(name[i + 1]) || !is_hex(name[i + 2])) return false;
+          i += 2;
+          continue;
+        }
+        bool unreserved = is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+        // sub-delims but ',' (a list of hosts is no host).
+        bool sub_delim = c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' ||
+                         c == '+' || c == ';' || c == '=';
+        if (!unreserved && !sub_delim) return false;
+      }
+    }
+    if (colon == std::string_view::npos) return true;
+    for (char c : v.substr(colon + 1))
+      if (c < '0' || c > '9') return false;  // port = *DIGIT
+    return true;
+  }
+
+  static bool is_hex(char c) noexcept {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+  }
+  static bool is_alnum(char c) noexcept {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
   }
 
   // The transfer codings of one Transfer-Encoding field line (RFC 9112 §6.1),
@@ -388,6 +458,11 @@ class request_parser {
     // llhttp takes "GET /" without a version for HTTP/0.9; RFC 9112 §3
     // requires the version.
     if (!version_seen_) return refuse(400);
+    // The empty line that ends the header section is CRLF too (llhttp takes
+    // a bare LF there): find the end of the last line before it.
+    if (!header_section_ends_with_crlf()) return refuse(400);
+    // RFC 9112 §3.2.4: the asterisk-form is for OPTIONS only.
+    if (target_len_ == 1 && base_[target_off_] == '*' && parser_.method != HTTP_OPTIONS) return refuse(400);
     if (header_end() - msg_start_ > limits_.max_header_bytes) return refuse(431);
     // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0.
     if (host_count_ > 1 || (parser_.http_minor >= 1 && host_count_ == 0)) return refuse(400);
