@@ -225,7 +225,8 @@ for name, sample in (("cluster_connections", "cluster_connections_total"),
                      ("cluster_sent_bytes", "cluster_sent_bytes_total"),
                      ("cluster_open_connections", "cluster_open_connections")):
     print(sample, int(total(name, sample)))
-print("responses_2xx", int(sum(s.value for s in by["cluster_responses"].samples if s.labels.get("code") == "2xx")))
+for code in ("2xx", "4xx", "5xx"):
+    print("responses_" + code, int(sum(s.value for s in by["cluster_responses"].samples if s.labels.get("code") == code)))
 for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_virtual_memory_bytes",
              "process_start_time_seconds", "process_open_fds"):
     roles = sorted(s.labels.get("role", "") for s in by[name].samples)
@@ -760,6 +761,40 @@ TEST_SUITE("messaging") {
     CHECK(fact(facts, "cluster_open_connections") == 1);
     CHECK(fact(facts, "cluster_received_bytes_total") == static_cast<long>(request_bytes) * (sent + 1));
     CHECK(fact(facts, "cluster_sent_bytes_total") > 100 * (sent + 1));  // at least a status line and headers each
+  }
+
+  TEST_CASE("admin /metrics counts the answers the server writes itself: 400, 408, 413, 414, 431, 501, 505") {
+    cluster_process cluster{counter_binary(), 1,
+                            {"--admin", "127.0.0.1:0", "--header-timeout", "300", "--max-body", "10",
+                             "--max-target", "64", "--max-header-bytes", "512"}};
+    auto metrics = [&] {
+      reply r = get(cluster.admin_port(), "/metrics");
+      REQUIRE(r.status == 200);
+      return run_checker("metrics", r.body);
+    };
+    const std::pair<std::string, int> refused[] = {
+        {"GET /  HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: x\r\n", 408},  // the header block never ends
+        {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n", 413},
+        {"GET /" + std::string(100, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+        {"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(600, 'b') + "\r\n\r\n", 431},
+        {"BREW /pot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 501},
+        {"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+    };
+    for (const auto& [bytes, status] : refused) {
+      CAPTURE(bytes);
+      http_client client(cluster.port());
+      client.send(bytes);
+      CHECK(client.read_response(3s).status == status);
+    }
+    std::map<std::string, std::string> facts;
+    // A worker records an answer just after writing it.
+    wait_until([&] { return fact(facts = metrics(), "requests_total") == 7; }, 3s, 20ms);
+    CHECK(fact(facts, "requests_total") == 7);
+    CHECK(fact(facts, "histogram_count") == 7);
+    CHECK(fact(facts, "responses_2xx") == 0);
+    CHECK(fact(facts, "responses_4xx") == 5);
+    CHECK(fact(facts, "responses_5xx") == 2);
   }
 
   TEST_CASE("admin: the master stops cleanly while an admin client keeps its connection open") {

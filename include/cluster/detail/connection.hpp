@@ -164,9 +164,7 @@ class basic_connection final : public connection_link,
         switch (st) {
           case parse_state::error:
             // After a streamed answer the response is out; nothing more to say.
-            if (!head_answered_)
-              serialize_error(out_, parser_.error_status(), state_.dates.line(),
-                              framing{.head = parser_.head_request(), .close = true});
+            if (!head_answered_) answer_error(parser_.error_status());
             close = true;
             break;
           case parse_state::refused:
@@ -216,9 +214,14 @@ class basic_connection final : public connection_link,
       } else if (!parser_.headers_done()) {
         // The header deadline runs from the request's first byte and is never
         // extended: a client trickling bytes cannot hold the slot (slowloris).
-        if (phase_ != phase::headers) set_deadline(state_.opts.header_timeout), phase_ = phase::headers;
+        if (phase_ != phase::headers) {
+          set_deadline(state_.opts.header_timeout);
+          request_begun_ = deadline_ - state_.opts.header_timeout;
+          phase_ = phase::headers;
+        }
       } else {
         set_deadline(state_.opts.body_timeout);  // inactivity: extended per read
+        if (phase_ != phase::headers && phase_ != phase::body) request_begun_ = deadline_ - state_.opts.body_timeout;
         phase_ = phase::body;
       }
 
@@ -226,7 +229,7 @@ class basic_connection final : public connection_link,
       auto [ec, n] = co_await socket_.async_read_some(asio::buffer(space.data(), space.size()), use_tuple);
       if (ec) {
         if (timed_out_ && !parser_.idle() && !head_answered_) {
-          serialize_error(out_, 408, state_.dates.line(), framing{.head = parser_.head_request(), .close = true});
+          answer_error(408);
           timed_out_ = false;
           if (co_await flush()) co_await linger();
         }
@@ -374,7 +377,18 @@ class basic_connection final : public connection_link,
     bool close = !req.keep_alive() || state_.draining;
     serialize_error(out_, parser_.error_status(), state_.dates.line(),
                     framing{.close = close, .keep_alive_10 = !close && req.version_minor() == 0});
+    state_.count_request(parser_.error_status(), clock::now());
     return close;
+  }
+
+  // The server's own answer to input it refuses (400, 408, 413, 414, 431,
+  // 501, 505, ...), after which the connection closes; counted like a
+  // handler's response, timed from the request's first read when it spanned
+  // several.
+  void answer_error(int status) {
+    serialize_error(out_, status, state_.dates.line(), framing{.head = parser_.head_request(), .close = true});
+    bool spanned = phase_ == phase::headers || phase_ == phase::body;
+    state_.count_request(status, spanned ? request_begun_ : clock::now());
   }
 
   // Appends a complete response to `req`; true when the connection closes
@@ -708,6 +722,7 @@ class basic_connection final : public connection_link,
   clock::time_point armed_ = clock::time_point::max();
   phase phase_ = phase::idle;
   stream_state stream_;
+  clock::time_point request_begun_{};  // first read of a request that spans several
   bool busy_ = false;
   int status_ = 0;  // of the response being answered, for the metrics
   bool timed_out_ = false;
