@@ -250,7 +250,13 @@ class Cluster final : private control, private master_context {
       setup.request_limit =
           opts_.max_requests + (opts_.max_requests_jitter ? random() % (opts_.max_requests_jitter + 1) : 0);
     int fds[2];
-    make_channel(fds);
+    try {
+      make_channel(fds);
+    } catch (const std::system_error& e) {
+      free_cells_.push_back(cell);
+      cannot_start(s, successor, e.what());
+      return;
+    }
     setup.channel_fd = fds[1];
     std::fflush(nullptr);  // or buffered output would be written twice
     pid_t master = ::getpid();
@@ -260,8 +266,7 @@ class Cluster final : private control, private master_context {
       ::close(fds[0]);
       ::close(fds[1]);
       free_cells_.push_back(cell);
-      log_line("master", "fork for slot " + std::to_string(s.index) + " failed: " + std::strerror(err));
-      if (!successor) schedule_respawn(s, std::chrono::milliseconds(1000));
+      cannot_start(s, successor, std::string("fork: ") + std::strerror(err));
       return;
     }
     if (pid == 0) {
@@ -282,6 +287,20 @@ class Cluster final : private control, private master_context {
     (successor ? s.successor : s.current) = pid;
     log_line("master", "worker " + std::to_string(s.index) + " started (pid " + std::to_string(pid) + ")" +
                            (successor ? " to replace pid " + std::to_string(s.current) : ""));
+  }
+
+  // The master could not make a process for the slot (out of descriptors,
+  // processes or memory). No worker died, so the crash policy counts nothing:
+  // the slot tries again in a second; a reload waiting for it stops, and a
+  // slot's current worker keeps serving.
+  void cannot_start(slot& s, bool successor, const std::string& why) {
+    const std::string slot_name = "slot " + std::to_string(s.index);
+    log_line("master", "cannot start a worker for " + slot_name + " (" + why + "); " +
+                           (successor ? "its current worker keeps serving" : "trying again in 1000 ms"));
+    if (!successor)
+      schedule_respawn(s, std::chrono::milliseconds(1000));
+    else if (reloading_ && reload_slot_ == s.index)
+      abort_reload("cannot start the new worker for " + slot_name);
   }
 
   // In the child: shed what belongs to the master and the other slots, then
