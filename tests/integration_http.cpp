@@ -1,8 +1,8 @@
-// Integration tests of the HTTP/1.1 layer: examples/echo (and examples/sse,
-// examples/hello where the handler shape matters) run as real clusters on
-// 127.0.0.1 with an ephemeral port, short limits and timeouts from their
-// command line, and the tests speak raw bytes to them, asserting the status,
-// the framing and whether the connection stays open.
+// Integration tests of the HTTP/1.1 layer: examples/echo (and examples/hello
+// where the handler shape matters) run as real clusters on 127.0.0.1 with an
+// ephemeral port, short limits and timeouts from their command line, and the
+// tests speak raw bytes to them, asserting the status, the framing and whether
+// the connection stays open.
 #include <doctest/doctest.h>
 
 #include "support/http_client.hpp"
@@ -20,7 +20,6 @@ using namespace test_support;
 namespace {
 
 std::string echo_binary() { return binary_from_env("CLUSTER_ECHO"); }
-std::string sse_binary() { return binary_from_env("CLUSTER_SSE"); }
 std::string hello_binary() { return binary_from_env("CLUSTER_HELLO"); }
 
 /// echo with one worker and `flags` (limits and timeouts).
@@ -552,32 +551,6 @@ TEST_SUITE("http") {
     CHECK(after - before < 32 * 1024);  // the worker did not buffer what it could not send
     client.reset();
     expect_echo_works(server.port());
-  }
-
-  TEST_CASE("Server-Sent Events (examples/sse): events arrive one by one as they are written") {
-    cluster_process server(sse_binary(), 1);
-    INFO("log:\n", server.stderr_text());
-    http_client client(server.port());
-    client.send(request("GET", "/events", "Accept: text/event-stream\r\n"));
-    http_response head = client.read_head();
-    CHECK(head.status == 200);
-    CHECK(head.header("Content-Type") == "text/event-stream");
-    CHECK(head.header("Cache-Control") == "no-cache");
-    CHECK(head.header("Transfer-Encoding") == "chunked");
-    std::vector<std::string> events;
-    std::vector<test_clock::time_point> times;
-    while (auto piece = client.read_chunk(5s)) {
-      events.push_back(*piece);
-      times.push_back(test_clock::now());
-      REQUIRE(events.size() <= 5);
-    }
-    REQUIRE(events.size() == 5);
-    CHECK(events[0] == "id: 1\ndata: tick 1\n\n");
-    CHECK(events[4] == "id: 5\ndata: tick 5\n\n");
-    // Written 500 ms apart and read as they came, not all at the end.
-    CHECK(times[4] - times[0] >= 1500ms);
-    client.send(request("GET", "/other"));
-    CHECK(client.read_response().status == 404);
   }
 
   // --- Robustness --------------------------------------------------------------
