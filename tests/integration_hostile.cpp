@@ -464,6 +464,32 @@ TEST_SUITE("hostile") {
     target.expect_graceful_stop();
   }
 
+  TEST_CASE("a header block still arriving when SIGTERM comes gets 408 at once: the stop is quick and exits 0") {
+    // The header timeout is far beyond the stop deadline: only the drain can
+    // end these connections in time.
+    auto flags = small_limits_with("--header-timeout", "60000");
+    flags = [&] {
+      auto at = std::ranges::find(flags, "--shutdown-timeout");
+      *(at + 1) = "4000";
+      return flags;
+    }();
+    target_cluster target(echo_binary(), flags);
+    auto clients = open_clients(target.port(), 3, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+    // Each partial header block has reached the worker.
+    REQUIRE(wait_until([&] { return target.metric("cluster_received_bytes_total") >= 3 * 40; }, 3s, 20ms));
+    const auto start = test_clock::now();
+    target.cluster().signal(SIGTERM);
+    for (auto& c : clients) {
+      http_response res = c->read_response(3s);
+      CHECK(res.status == 408);
+      CHECK(res.header("Connection") == "close");
+    }
+    auto status = target.cluster().wait_exit(10s);
+    REQUIRE(status);
+    CHECK(exit_code(status) == 0);  // nothing had to be killed at the deadline
+    CHECK(since(start) < 3s);
+  }
+
   TEST_CASE("a body that stalls gets 408 after body_timeout, then the close") {
     target_cluster target(echo_binary());
     for (bool admin : {false, true}) {

@@ -133,6 +133,10 @@ class basic_connection final : public connection_link,
     // that request would meet the close. One that comes within the grace is
     // answered, with "Connection: close".
     if (!busy_ && phase_ == phase::idle && parser_.idle()) set_deadline(drain_grace());
+    // A header block still arriving gets the grace too, then 408: a client
+    // that trickles one (slowloris) must not hold a graceful stop until
+    // shutdown_timeout kills the worker. Bodies and handlers are left to run.
+    if (!busy_ && phase_ == phase::headers) set_deadline(drain_grace());
   }
 
  private:
@@ -215,8 +219,9 @@ class basic_connection final : public connection_link,
         // The header deadline runs from the request's first byte and is never
         // extended: a client trickling bytes cannot hold the slot (slowloris).
         if (phase_ != phase::headers) {
-          set_deadline(state_.opts.header_timeout);
-          request_begun_ = deadline_ - state_.opts.header_timeout;
+          auto timeout = state_.draining ? drain_grace() : state_.opts.header_timeout;  // see drain()
+          set_deadline(timeout);
+          request_begun_ = deadline_ - timeout;
           phase_ = phase::headers;
         }
       } else {
@@ -645,7 +650,9 @@ class basic_connection final : public connection_link,
     asio::error_code ec;
     socket_.shutdown(asio::socket_base::shutdown_send, ec);
     if (ec) co_return;
-    set_deadline(linger_time);
+    // A draining worker is about to exit: a short linger, so that a client
+    // that keeps sending cannot hold the stop.
+    set_deadline(state_.draining ? drain_grace() * 2 : linger_time);
     phase_ = phase::writing;
     // The discarded bytes go to a scratch buffer, never through the parser:
     // after an error its buffer holds a refused message (possibly at its
