@@ -353,7 +353,7 @@ class Worker final : private control, private worker_context {
 
   // Ends a pending call whose result is set (an empty result is a timeout)
   // and resumes its caller, here and now.
-  void finish_call(std::unordered_map<std::uint64_t, pending_call>::iterator it) {
+  void finish_call(typename std::unordered_map<std::uint64_t, pending_call>::iterator it) {
     auto node = pending_.extract(it);
     deadlines_.erase({node.mapped().deadline, node.key()});
     if (auto caller = std::move(node.mapped().caller)) {
