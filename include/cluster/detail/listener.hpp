@@ -82,6 +82,37 @@ inline int open_listener(const listen_address& address, int port, int backlog, b
   return fd;
 }
 
+/// Makes sure no other program listens on `address` (port `port`, 0 for
+/// one the kernel picks) and returns the port. SO_REUSEPORT would let a second
+/// cluster join the first one's group silently (and share or steal its
+/// traffic), so the check binds a probe socket without it, which any socket
+/// already on the port refuses; the probe is closed before the slots bind.
+/// Throws std::system_error (EADDRINUSE) naming the address.
+inline int claim_port(listen_address address, int port) {
+  address.set_port(port);
+  int fd = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "cluster: socket()");
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // TIME_WAIT leftovers are no owners
+  if (::bind(fd, address.get(), address.length) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw std::system_error(err, std::generic_category(),
+                            "cluster: cannot listen on " + address.to_string(port) +
+                                (err == EADDRINUSE ? " (another program already serves this port)" : ""));
+  }
+  int claimed = port;
+  if (port == 0) {
+    sockaddr_storage s{};
+    socklen_t len = sizeof s;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&s), &len);
+    claimed = ntohs(s.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&s)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&s)->sin_port);
+  }
+  ::close(fd);
+  return claimed;
+}
+
 /// The port a bound socket got (useful after binding port 0).
 inline int bound_port(int fd) {
   sockaddr_storage s{};

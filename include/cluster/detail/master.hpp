@@ -58,7 +58,8 @@ class Cluster final : private control, private master_context {
   /// workers kept failing to boot while no slot had a ready worker.
   int run() {
     address_ = resolve_listen_address(opts_.host, opts_.port);
-    port_ = opts_.port;
+    port_ = claim_port(address_, opts_.port);  // refuses a port another program serves
+    address_.set_port(port_);
     for (int i = 0; i < opts_.effective_workers(); ++i) add_slot();
     target_ = active_slots();
     steer();
@@ -152,12 +153,7 @@ class Cluster final : private control, private master_context {
   void add_slot() {
     slot s;
     s.index = static_cast<int>(slots_.size());
-    s.listen_fd = open_listener(address_, port_, opts_.backlog);
-    if (port_ == 0) {
-      // Every other slot joins the port the kernel picked for the first.
-      port_ = bound_port(s.listen_fd);
-      address_.set_port(port_);
-    }
+    s.listen_fd = open_listener(address_, port_, opts_.backlog);  // port_ was claimed in run()
     slots_.push_back(std::move(s));
   }
 
