@@ -374,7 +374,7 @@ TEST_SUITE("browser") {
 
   TEST_CASE("a malformed Last-Event-ID counts as none: the stream starts at the first event") {
     cluster_process server(sse_binary(), 1);
-    for (std::string_view bad : {"abc", "-3", "7x", "0x5", "+4", "3.5", "99999999999999999999", "0"}) {
+    for (std::string_view bad : {"abc", "-3", "7x", "0x5", "+4", "3.5", "99999999999999999999"}) {
       CAPTURE(bad);
       CHECK(first_event_after(server.port(), bad) == event(1));
     }
