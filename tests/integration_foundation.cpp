@@ -337,6 +337,20 @@ TEST_SUITE("integration") {
     CHECK(run.out.empty());
   }
 
+  TEST_CASE("a handler sees the client's address and port and the address it reached (request::peer, local)") {
+    cluster_process cluster(binary_from_env("CLUSTER_LIFECYCLE"), 1);
+    for (int i = 0; i < 3; ++i) {  // keep-alive: the same answer on every request of the connection
+      http_client client(cluster.port());
+      for (int j = 0; j < 2; ++j) {
+        client.send(get_request("/ends"));
+        http_response res = client.read_response();
+        CHECK(res.status == 200);
+        CHECK(res.body == "peer 127.0.0.1:" + std::to_string(client.local_port()) + " local 127.0.0.1:" +
+                              std::to_string(cluster.port()) + "\n");
+      }
+    }
+  }
+
   TEST_CASE("a port another cluster serves is refused before any fork: no second member of its reuseport group") {
     cluster_process first(hello_binary(), 1);
     finished_program second =

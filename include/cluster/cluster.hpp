@@ -1,6 +1,7 @@
 // Everything a user of cluster needs: include this one header.
 #pragma once
 
+#include <cluster/endpoint.hpp>
 #include <cluster/handler.hpp>
 #include <cluster/headers.hpp>
 #include <cluster/lifecycle.hpp>

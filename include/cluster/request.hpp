@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cluster/detail/asio.hpp>
+#include <cluster/endpoint.hpp>
 #include <cluster/headers.hpp>
 
 #include <span>
@@ -38,6 +39,15 @@ class body_source {
 
  protected:
   ~body_source() = default;
+};
+/// The two ends of the TCP connection a request came on: its connection.
+class connection_ends {
+ public:
+  virtual endpoint peer() const noexcept = 0;
+  virtual endpoint local() const noexcept = 0;
+
+ protected:
+  ~connection_ends() = default;
 };
 }  // namespace detail
 
@@ -114,6 +124,19 @@ class request {
     return body_store_ ? std::move(*body_store_) : std::string();
   }
 
+  /// The client: the address and port at the other end of the connection.
+  /// Behind a proxy or a balancer this is the proxy; the client's own
+  /// address is then in a field the proxy sets (`Forwarded`, RFC 7239, or
+  /// `X-Forwarded-For`), to be trusted only when it comes from a proxy you
+  /// run. Empty over a Unix-domain socket. The first call on a connection
+  /// costs one getpeername(2); later ones none.
+  endpoint peer() const noexcept { return ends_ ? ends_->peer() : endpoint{}; }
+
+  /// The address and port of this end of the connection (which of the
+  /// host's addresses the client reached, e.g. with --host 0.0.0.0). Each
+  /// call costs one getsockname(2). Empty over a Unix-domain socket.
+  endpoint local() const noexcept { return ends_ ? ends_->local() : endpoint{}; }
+
   /// True when the connection stays open after this request's response
   /// (HTTP/1.1 without "Connection: close", or HTTP/1.0 with keep-alive).
   bool keep_alive() const noexcept { return keep_alive_; }
@@ -137,6 +160,7 @@ class request {
   std::string_view body_;
   std::string* body_store_ = nullptr;      // what body_ views, when it is buffered
   detail::body_source* source_ = nullptr;  // set for streaming handlers
+  const detail::connection_ends* ends_ = nullptr;  // set once per connection
   bool body_read_ = false;                 // read_some() has returned the buffered body
   int major_ = 1;
   int minor_ = 1;

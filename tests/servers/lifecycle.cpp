@@ -5,6 +5,7 @@
 //   GET /hang        blocks the worker's event loop forever
 //   GET /crash       aborts the worker process
 //   GET /reload      cluster::reload()       GET /scale?n=N  cluster::scale(N)
+//   GET /ends        "peer <request.peer()> local <request.local()>\n"
 // Its own flags, before the standard ones: --crash-at-start (every worker's
 // start hook throws). Environment: CLUSTER_TEST_FAIL_START_IF_EXISTS=PATH makes
 // the start hook of every worker started while PATH exists throw (a reload
@@ -45,6 +46,8 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
     for (;;) ::pause();  // blocks the event loop; the heartbeat stops
   } else if (path == "/crash") {
     std::abort();
+  } else if (path == "/ends") {
+    co_return cluster::response::text("peer " + req.peer().to_string() + " local " + req.local().to_string() + "\n");
   } else if (path == "/reload") {
     co_return cluster::response::text(cluster::reload() ? "reload requested\n" : "no cluster\n");
   } else if (path == "/scale") {

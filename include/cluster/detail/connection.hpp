@@ -96,10 +96,12 @@ template <class Socket>
 class basic_connection final : public connection_link,
                                public std::enable_shared_from_this<basic_connection<Socket>>,
                                private body_source,
-                               private stream_sink {
+                               private stream_sink,
+                               private connection_ends {
  public:
   basic_connection(Socket socket, server_state& state)
       : socket_(std::move(socket)), timer_(socket_.get_executor()), state_(state), parser_(state.opts) {
+    parser_.set_connection_ends(this);
     insert_after(state_.connections);
     ++state_.open;
     state_.count_connection(+1);
@@ -488,6 +490,31 @@ class basic_connection final : public connection_link,
     co_return whole;
   }
 
+  // --- connection_ends: the request's peer() and local() --------------------
+
+  endpoint peer() const noexcept override {
+    if (!peer_known_) {
+      peer_ = socket_address(::getpeername);
+      peer_known_ = true;
+    }
+    return peer_;
+  }
+
+  endpoint local() const noexcept override { return socket_address(::getsockname); }
+
+  // getpeername or getsockname of the socket; empty for a socket type
+  // without a descriptor (the in-memory one of the tests and the fuzzer).
+  endpoint socket_address(int (*query)(int, sockaddr*, socklen_t*)) const noexcept {
+    if constexpr (requires(Socket& s) { s.native_handle(); }) {
+      sockaddr_storage address{};
+      socklen_t length = sizeof address;
+      auto& socket = const_cast<Socket&>(socket_);  // native_handle() is not const in Asio
+      if (query(socket.native_handle(), reinterpret_cast<sockaddr*>(&address), &length) == 0)
+        return endpoint::from(reinterpret_cast<const sockaddr*>(&address));
+    }
+    return {};
+  }
+
   // --- stream_sink: a streaming handler writes its response ---------------
 
   asio::awaitable<void> stream_start(response head) override {
@@ -730,6 +757,8 @@ class basic_connection final : public connection_link,
   phase phase_ = phase::idle;
   stream_state stream_;
   clock::time_point request_begun_{};  // first read of a request that spans several
+  mutable endpoint peer_;              // cached by peer()
+  mutable bool peer_known_ = false;
   bool busy_ = false;
   int status_ = 0;  // of the response being answered, for the metrics
   bool timed_out_ = false;

@@ -151,6 +151,9 @@ class request_parser {
   /// body from (the connection), for the current message.
   void set_body_source(body_source* source) noexcept { request_.source_ = source; }
 
+  /// Where every request's peer() and local() come from (the connection).
+  void set_connection_ends(const connection_ends* ends) noexcept { request_.ends_ = ends; }
+
   /// Streaming: stop reporting body pieces of the current message; the rest
   /// of its body is parsed (and limited) but dropped.
   void skip_body() noexcept { skip_body_ = true; }
