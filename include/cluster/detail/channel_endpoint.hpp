@@ -10,6 +10,8 @@
 // the batch, instead of in a flush posted to a later turn of the loop.
 #pragma once
 
+#include <poll.h>
+
 #include <cluster/detail/asio.hpp>
 #include <cluster/detail/channel.hpp>
 
@@ -92,7 +94,11 @@ class channel_endpoint : public std::enable_shared_from_this<channel_endpoint> {
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
         if (got <= 0) co_return true;  // the peer is gone
         for (int i = 0; i < got; ++i) {
-          if (msgs[i].msg_len == 0) co_return true;  // closed by the peer (no packet is empty)
+          // recvmmsg reports the peer's close and an empty packet alike;
+          // only a close hangs the socket up. No packet we send is empty,
+          // so one from a live peer is malformed (its channel would
+          // otherwise go silent while the peer runs on).
+          if (msgs[i].msg_len == 0) co_return peer_hung_up();
           // Larger than any packet we send: cut to fit, so the peer is at fault.
           if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) co_return false;
           if (!for_each_message({static_cast<const char*>(iov[i].iov_base), msgs[i].msg_len}, on_message))
@@ -103,6 +109,11 @@ class channel_endpoint : public std::enable_shared_from_this<channel_endpoint> {
         if (got < static_cast<int>(receive_batch)) break;
       }
     }
+  }
+
+  bool peer_hung_up() noexcept {
+    pollfd p{socket_.native_handle(), POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP)) != 0;
   }
 
   void close() {
