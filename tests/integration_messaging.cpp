@@ -472,7 +472,7 @@ TEST_SUITE("messaging") {
 
     // send() waits for room instead: everything goes, while the master keeps
     // answering the other worker promptly for as long as the flood lasts.
-    constexpr long flood = 100000;
+    constexpr long flood = 300000;  // 300 MB: long enough for pings to land in it
     http_client flooder(cluster.port());
     flooder.send(get_request("/flood?n=" + std::to_string(flood) + "&bytes=1000&mode=await"));
     std::atomic<bool> flood_done{false};
@@ -499,14 +499,11 @@ TEST_SUITE("messaging") {
     REQUIRE(flood_error.empty());
     REQUIRE(done);
     CHECK(done->body == "ok " + std::to_string(flood) + " full 0 other 0\n");
-    // Known intermittent fault (about 1 run in 10 on the 2-CPU CI machine):
-    // once in a while a request from the other worker reaches the master's
-    // on_request only when the flood ends (~0.7 s late; the worker had sent
-    // it at once). Root cause not found yet; reported, not asserted, until it
-    // is fixed, so that it shows in every log without hiding the checks on
-    // backpressure and loss below.
-    WARN(pings >= 3);  // the flood lasted long enough to tell
-    WARN(slowest < 1000ms);
+    // The stall once seen here (a request answered only when the flood
+    // ended, ~0.7 s late) did not come back in 500 runs, pinned to one CPU
+    // and not, on the tree that made these checks strict.
+    CHECK(pings >= 1);  // the flood lasted long enough to tell
+    CHECK(slowest < 1000ms);
 
     // Not one accepted message lost.
     const std::string expected = std::to_string(ok + flood) + "\n";
