@@ -71,6 +71,30 @@ ms since(test_clock::time_point t) { return std::chrono::duration_cast<ms>(test_
 TEST_SUITE("http") {
   // --- Framing and smuggling defences -------------------------------------
 
+  TEST_CASE("conformance over a socket: empty field values as curl, Python and Node send them are served") {
+    cluster_process server = echo();
+    http_client client(server.port());
+    // curl -H 'X-Empty;' sends "X-Empty:", Python's putheader("X-Empty", "")
+    // "X-Empty: ", Node's {'x-empty': ''} "x-empty: ".
+    for (std::string field : {"X-Empty:\r\n", "X-Empty: \r\n", "x-empty: \r\n"}) {
+      CAPTURE(field);
+      client.send("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + field + "Content-Length: 2\r\n\r\nok");
+      http_response res = client.read_response();
+      CHECK(res.status == 200);
+      CHECK(res.body == "ok");
+    }
+  }
+
+  TEST_CASE("conformance over a socket: request lines, line ends and Host values RFC 9112 refuses get 400") {
+    cluster_process server = echo();
+    for (std::string bad : {"GET /  HTTP/1.1\r\nHost: x\r\n\r\n", "GET / HTTP/1.1\nHost: x\r\n\r\n",
+                            "GET / HTTP/1.1\r\nHost: x\r\n\n", "GET / HTTP/1.1\r\nHost: user@x\r\n\r\n",
+                            "GET / HTTP/1.1\r\nHost: x:80/path\r\n\r\n", "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n",
+                            "GET * HTTP/1.1\r\nHost: x\r\n\r\n"})
+      expect_refused(server.port(), bad, 400);
+    expect_echo_works(server.port());
+  }
+
   TEST_CASE("Content-Length together with Transfer-Encoding gets 400 and the connection closes") {
     auto server = echo();
     INFO("log:\n", server.stderr_text());
