@@ -16,7 +16,7 @@ TEST_SUITE("unit") {
     v4.sin_family = AF_INET;
     v4.sin_port = htons(54321);
     REQUIRE(::inet_pton(AF_INET, "192.0.2.7", &v4.sin_addr) == 1);
-    auto a = cluster::endpoint::from(reinterpret_cast<const sockaddr*>(&v4));
+    auto a = cluster::endpoint::from(reinterpret_cast<const sockaddr*>(&v4), sizeof v4);
     CHECK(a.is_v4());
     CHECK(a.port() == 54321);
     CHECK(a.bytes() == std::string_view("\xc0\x00\x02\x07", 4));
@@ -29,7 +29,7 @@ TEST_SUITE("unit") {
     v6.sin6_family = AF_INET6;
     v6.sin6_port = htons(8080);
     REQUIRE(::inet_pton(AF_INET6, "2001:db8::1", &v6.sin6_addr) == 1);
-    auto b = cluster::endpoint::from(reinterpret_cast<const sockaddr*>(&v6));
+    auto b = cluster::endpoint::from(reinterpret_cast<const sockaddr*>(&v6), sizeof v6);
     CHECK(b.is_v6());
     CHECK(b.address() == "2001:db8::1");
     CHECK(b.to_string() == "[2001:db8::1]:8080");
@@ -40,12 +40,13 @@ TEST_SUITE("unit") {
   TEST_CASE("endpoint: another family, or none, is empty") {
     sockaddr_un u{};
     u.sun_family = AF_UNIX;
-    auto e = cluster::endpoint::from(reinterpret_cast<const sockaddr*>(&u));
+    auto e = cluster::endpoint::from(reinterpret_cast<const sockaddr*>(&u), sizeof u);
     CHECK(e.empty());
     CHECK(e.to_string().empty());
     CHECK(e.address().empty());
     CHECK(e.port() == 0);
-    CHECK(cluster::endpoint::from(nullptr).empty());
+    CHECK(cluster::endpoint::from(nullptr, 0).empty());
+    CHECK(cluster::endpoint::from(reinterpret_cast<const sockaddr*>(&u), 1).empty());  // too short for any family
     CHECK(cluster::endpoint{} == e);
   }
 

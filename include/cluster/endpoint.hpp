@@ -2,6 +2,7 @@
 // allocation), for request::peer() and request::local().
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
@@ -21,20 +22,21 @@ class endpoint {
  public:
   endpoint() = default;
 
-  /// From a socket address as getpeername(2) returns it; other families
-  /// give an empty endpoint.
-  static endpoint from(const sockaddr* address) noexcept {
+  /// From a socket address of `length` bytes, as getpeername(2) returns it;
+  /// other families, or a length too short for the family, give an empty
+  /// endpoint.
+  static endpoint from(const sockaddr* address, socklen_t length) noexcept {
     endpoint e;
     if (address == nullptr) return e;
-    if (address->sa_family == AF_INET) {
-      sockaddr_in a;
-      std::memcpy(&a, address, sizeof a);
+    sockaddr_storage copy{};
+    std::memcpy(&copy, address, std::min<std::size_t>(length, sizeof copy));
+    if (copy.ss_family == AF_INET && length >= sizeof(sockaddr_in)) {
+      const auto& a = reinterpret_cast<const sockaddr_in&>(copy);
       e.family_ = AF_INET;
       std::memcpy(e.bytes_.data(), &a.sin_addr, 4);
       e.port_ = ntohs(a.sin_port);
-    } else if (address->sa_family == AF_INET6) {
-      sockaddr_in6 a;
-      std::memcpy(&a, address, sizeof a);
+    } else if (copy.ss_family == AF_INET6 && length >= sizeof(sockaddr_in6)) {
+      const auto& a = reinterpret_cast<const sockaddr_in6&>(copy);
       e.family_ = AF_INET6;
       std::memcpy(e.bytes_.data(), &a.sin6_addr, 16);
       e.port_ = ntohs(a.sin6_port);

@@ -510,7 +510,7 @@ class basic_connection final : public connection_link,
       socklen_t length = sizeof address;
       auto& socket = const_cast<Socket&>(socket_);  // native_handle() is not const in Asio
       if (query(socket.native_handle(), reinterpret_cast<sockaddr*>(&address), &length) == 0)
-        return endpoint::from(reinterpret_cast<const sockaddr*>(&address));
+        return endpoint::from(reinterpret_cast<const sockaddr*>(&address), length);
     }
     return {};
   }
