@@ -86,7 +86,10 @@ inline setup decode(const std::uint8_t* data, std::string_view client) {
     s.reads.emplace_back(rest.substr(0, n));
     rest.remove_prefix(n);
   }
-  if (mode & 4) s.max_write = 1 + next() % 13;
+  // Tiny partial writes only for short inputs: a long pipelined tail (say
+  // 1,900 /metrics requests) written 1 to 13 bytes at a time is millions of
+  // steps, too slow to fuzz, and tests nothing more.
+  if ((mode & 4) && bytes.size() <= 4096) s.max_write = 1 + next() % 13;
   return s;
 }
 
@@ -120,13 +123,15 @@ test_support::memory_wire serve_and_check(Handler& handler, const setup& s, cons
   }
   io.restart();
   // Every step makes progress on input or output, or ends the connection:
-  // reads and writes complete at once in memory, and no timeout is due.
+  // reads and writes complete at once in memory, and no timeout is due. So
+  // the steps are bounded by the bytes read and written (a large answer, such
+  // as /metrics, written 1 to 13 bytes at a time takes many steps).
   std::size_t input = 0;
   for (const auto& r : s.reads) input += r.size();
-  const std::size_t max_steps = 100'000 + 64 * input;
   std::size_t steps = 0;
   while (io.poll_one())
-    if (++steps > max_steps) fail("the connection does not finish (a busy loop)");
+    if (++steps > 100'000 + 64 * input + 8 * wire->output.size())
+      fail("the connection does not finish (a busy loop)");
   if (!io.stopped()) fail("the connection waits for something that never comes (it does not finish)");
   if (wire->idle_reads > 4) fail("reads without progress (a read offered no room, or reads past the end)");
   if (!wire->closed) fail("the connection was not closed at the end of its input");
