@@ -66,10 +66,11 @@ inline constexpr std::size_t receive_batch = 2;
 /// Bytes of the receive buffer: room for receive_batch packets.
 inline constexpr std::size_t receive_scratch = receive_batch * max_packet;
 
-/// Creates a connected SEQPACKET pair, close-on-exec. Throws std::system_error.
-inline void make_channel(int fds[2]) {
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
-    throw std::system_error(errno, std::generic_category(), "cluster: socketpair for a worker channel");
+/// Creates a connected SEQPACKET pair, close-on-exec; returns 0, or the errno
+/// (EMFILE when the master is out of descriptors: no exception, the master
+/// retries later).
+inline int make_channel(int fds[2]) noexcept {
+  return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) == 0 ? 0 : errno;
 }
 
 /// Walks the messages of a received packet, calling f(header, payload),

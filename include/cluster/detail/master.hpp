@@ -246,11 +246,9 @@ class Cluster final : private control, private master_context {
       setup.request_limit =
           opts_.max_requests + (opts_.max_requests_jitter ? random() % (opts_.max_requests_jitter + 1) : 0);
     int fds[2];
-    try {
-      make_channel(fds);
-    } catch (const std::system_error& e) {
+    if (int err = make_channel(fds); err != 0) {
       free_cells_.push_back(cell);
-      cannot_start(s, successor, e.what());
+      cannot_start(s, successor, std::string("socketpair for a worker channel: ") + std::strerror(err));
       return;
     }
     setup.channel_fd = fds[1];
