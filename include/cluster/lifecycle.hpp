@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cluster/detail/control.hpp>
+#include <cluster/detail/limits.hpp>
 
 namespace cluster {
 
@@ -19,7 +20,7 @@ inline bool reload() {
 /// the request cannot be sent.
 inline bool scale(int workers) {
   auto* c = detail::this_process().lifecycle;
-  return c && workers >= 1 && workers <= 1024 && c->scale(workers);
+  return c && workers >= 1 && workers <= detail::max_slots && c->scale(workers);
 }
 
 }  // namespace cluster

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include <thread>
 
+#include <cluster/detail/limits.hpp>
 #include <cluster/messaging.hpp>
 
 #include <sched.h>
@@ -314,7 +315,7 @@ inline std::span<const options::spec> options::specs() {
 #define CLUSTER_OPTION(field, flag, env, lo, hi, unit, help) \
   spec{#field, flag, env, lo, hi, unit, help, &detail::get_option<&o::field>, &detail::set_option<&o::field>}
   static const spec table[] = {
-      CLUSTER_OPTION(workers, "--workers", "WORKERS", 0, 1024, "", "worker processes, 0 = one per CPU"),
+      CLUSTER_OPTION(workers, "--workers", "WORKERS", 0, detail::max_slots, "", "worker processes, 0 = one per CPU"),
       CLUSTER_OPTION(port, "--port", "PORT", 0, 65535, "", "TCP port, 0 = any free port"),
       CLUSTER_OPTION(backlog, "--backlog", nullptr, 1, 65535, "", "accept queue per worker slot"),
       CLUSTER_OPTION(max_target, "--max-target", nullptr, 16, mib, "bytes", "longest request-target (414)"),
@@ -342,7 +343,7 @@ inline std::span<const options::spec> options::specs() {
       CLUSTER_OPTION(max_requests, "--max-requests", nullptr, 0, big, "", "recycle a worker after N requests, 0 = off"),
       CLUSTER_OPTION(max_requests_jitter, "--max-requests-jitter", nullptr, 0, big, "", "random extra requests"),
       CLUSTER_OPTION(max_memory, "--max-memory", nullptr, 0, big, "bytes", "recycle above this RSS, 0 = off"),
-      CLUSTER_OPTION(max_message, "--max-message", nullptr, 0, 163'816, "bytes", "largest message payload"),
+      CLUSTER_OPTION(max_message, "--max-message", nullptr, 0, detail::max_payload, "bytes", "largest message payload"),
   };
 #undef CLUSTER_OPTION
   return table;

@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cluster/detail/limits.hpp>
+
 namespace cluster::detail {
 
 /// What a message on the control channel means.
@@ -50,14 +52,7 @@ struct message_header {
   std::uint32_t length = 0;  ///< payload bytes after the header
   std::uint64_t id = 0;      ///< correlation id of request/reply and broadcast/ack
 };
-static_assert(sizeof(message_header) == 24);
-
-/// Largest packet: below Linux's default socket buffer limit (wmem_max), so
-/// a packet always fits in the peer's queue when it is empty.
-inline constexpr std::size_t max_packet = 160 * 1024;
-
-/// Largest payload a single message can carry.
-inline constexpr std::size_t max_payload = max_packet - sizeof(message_header);
+static_assert(sizeof(message_header) == message_header_size);
 
 /// Packets a receiver takes per recvmmsg(): two, so that one call both takes
 /// the packet that woke it and tells whether another one waits.

@@ -34,4 +34,19 @@ inline process_role& this_process() noexcept {
   return role;
 }
 
+/// Plays `role` for the guard's lifetime, then restores the role it replaced
+/// (also when the scope is left by an exception). The whole role is set at
+/// once: a worker forked from inside the master's scope stops being the
+/// master by entering its own.
+class role_scope {
+ public:
+  explicit role_scope(process_role role) noexcept : previous_(this_process()) { this_process() = role; }
+  ~role_scope() { this_process() = previous_; }
+  role_scope(const role_scope&) = delete;
+  role_scope& operator=(const role_scope&) = delete;
+
+ private:
+  process_role previous_;
+};
+
 }  // namespace cluster::detail

@@ -36,9 +36,6 @@
 
 namespace cluster::detail {
 
-/// Most slots a cluster can grow to (options::workers and scale()).
-inline constexpr int max_slots = 1024;
-
 template <class Handler>
 class Cluster final : private control, private master_context {
  public:
@@ -69,15 +66,8 @@ class Cluster final : private control, private master_context {
                                               [this](const request& r) { return admin_response(r); });
     // this_master() works in the hook (its executor() for background tasks;
     // no worker is live yet).
-    this_process().master = this;
-    if (opts_.on_master_start) {
-      try {
-        opts_.on_master_start();
-      } catch (...) {
-        this_process().master = nullptr;
-        throw;
-      }
-    }
+    role_scope hook_role({.master = this});
+    if (opts_.on_master_start) opts_.on_master_start();
 
     const sigset_t handled = signal_set_of(
         {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH});
@@ -88,7 +78,7 @@ class Cluster final : private control, private master_context {
     ignore.sa_handler = SIG_IGN;
     ::sigaction(SIGPIPE, &ignore, &old_pipe);
     signals_.assign(open_signalfd(handled));
-    this_process().lifecycle = this;
+    role_scope role({.lifecycle = this, .master = this});
 
     log_line("master", "starting " + std::to_string(slots_.size()) + " workers on " + address_.to_string(port_));
     for (slot& s : slots_) pending_.push_back({s.index, false});
@@ -102,8 +92,6 @@ class Cluster final : private control, private master_context {
       if (finished_ || io_.run_one() == 0) break;
     }
 
-    this_process().lifecycle = nullptr;
-    this_process().master = nullptr;
     asio::error_code ignored;
     signals_.close(ignored);
     ::sigaction(SIGPIPE, &old_pipe, nullptr);
@@ -307,8 +295,7 @@ class Cluster final : private control, private master_context {
         if (w.channel) ::close(w.channel->fd());
       ::close(signals_.native_handle());
       if (admin_) admin_->close_descriptors_in_child();
-      this_process().lifecycle = nullptr;
-      this_process().master = nullptr;
+      role_scope no_role({});  // until the worker takes its own
       if (!become_worker_process(master)) return 1;
       Worker<Handler> worker(handler_, opts_, setup);
       return worker.run();

@@ -70,13 +70,6 @@ class Worker final : private control, private worker_context {
     state_.owner = this;
     state_.on_close = [](void* self) { static_cast<Worker*>(self)->on_connection_closed(); };
     state_.on_request_limit = [](void* self) { static_cast<Worker*>(self)->ask(message_kind::recycle); };
-    this_process().lifecycle = this;
-    this_process().worker = this;
-  }
-
-  ~Worker() {
-    this_process().lifecycle = nullptr;
-    this_process().worker = nullptr;
   }
 
   Worker(const Worker&) = delete;
@@ -500,6 +493,8 @@ class Worker final : private control, private worker_context {
   asio::steady_timer gate_;  // the accept loop waits on it: at the connection limit, or pausing
   accept_backoff accept_backoff_;
   asio::steady_timer heartbeat_;
+  // Last: this_worker() and reload() stop answering before anything above is destroyed.
+  role_scope role_{{.lifecycle = this, .worker = this}};
 };
 
 }  // namespace cluster::detail
