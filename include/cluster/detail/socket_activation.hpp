@@ -34,6 +34,20 @@ inline constexpr int listen_fds_start = 3;
 /// that a corrupt LISTEN_FDS cannot make the master walk the descriptor table.
 inline constexpr int max_activated_sockets = 64;
 
+/// Throws std::invalid_argument("<what> is not ...") unless `fd` is a
+/// listening stream socket: what a master can adopt instead of binding.
+inline void check_listening_socket(int fd, const std::string& what) {
+  struct stat st{};
+  int type = 0, listening = 0;
+  socklen_t len = sizeof type;
+  if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) throw std::invalid_argument(what + " is not a socket");
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+    throw std::invalid_argument(what + " is not a stream socket (ListenStream= in a .socket unit)");
+  len = sizeof listening;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
+    throw std::invalid_argument(what + " is not listening (Accept=no in a .socket unit)");
+}
+
 /// Parses the three variables as given (null: unset) for the process `self`.
 /// Returns nothing when LISTEN_PID is unset or names another process (the
 /// variables were meant for a parent). Throws std::invalid_argument naming
@@ -72,17 +86,7 @@ inline std::vector<activated_socket> parse_activated_sockets(const char* listen_
   std::vector<activated_socket> out;
   for (int i = 0; i < count; ++i) {
     activated_socket s{first_fd + i, listen_fdnames ? names[static_cast<std::size_t>(i)] : "unknown"};
-    const std::string which = "passed descriptor " + std::to_string(s.fd) + " (" + s.name + ")";
-    struct stat st{};
-    int type = 0, listening = 0;
-    socklen_t len = sizeof type;
-    if (::fstat(s.fd, &st) != 0 || !S_ISSOCK(st.st_mode))
-      throw std::invalid_argument(which + " is not a socket");
-    if (::getsockopt(s.fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
-      throw std::invalid_argument(which + " is not a stream socket (ListenStream= in the .socket unit)");
-    len = sizeof listening;
-    if (::getsockopt(s.fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
-      throw std::invalid_argument(which + " is not listening (Accept=no in the .socket unit)");
+    check_listening_socket(s.fd, "passed descriptor " + std::to_string(s.fd) + " (" + s.name + ")");
     // Not for programs the service may start; the workers get it by fork.
     ::fcntl(s.fd, F_SETFD, FD_CLOEXEC);
     out.push_back(std::move(s));
