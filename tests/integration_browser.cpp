@@ -8,6 +8,7 @@
 // browser cases fail, saying how to install it.
 #include <doctest/doctest.h>
 
+#include "support/cluster_process.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 
@@ -33,8 +34,6 @@
 using namespace test_support;
 
 namespace {
-
-std::string sse_binary() { return binary_from_env("CLUSTER_SSE"); }
 
 /// The example's stream, as the tests expect it (examples/sse.cpp).
 constexpr int last_tick = 10;
@@ -315,7 +314,7 @@ std::string shown(std::string_view state, int first, int last) {
 
 TEST_SUITE("browser") {
   TEST_CASE("GET / serves a self-contained page that lists the events of an EventSource on /events") {
-    cluster_process server(sse_binary(), 1);
+    cluster_process server(program::sse, 1);
     http_client client(server.port());
     client.send(request("GET", "/"));
     http_response page = client.read_response();
@@ -334,8 +333,7 @@ TEST_SUITE("browser") {
   }
 
   TEST_CASE("GET /events is an uncached event stream with a retry hint, ids 1..10 as they come, then heartbeats") {
-    cluster_process server(sse_binary(), 1);
-    INFO("log:\n", server.stderr_text());
+    cluster_process server(program::sse, 1);
     http_client client(server.port());
     http_response head = open_events(client);
     CHECK(head.header("Content-Type") == "text/event-stream");
@@ -354,7 +352,7 @@ TEST_SUITE("browser") {
   }
 
   TEST_CASE("Last-Event-ID resumes the stream after that id; past the last event, only heartbeats come") {
-    cluster_process server(sse_binary(), 1);
+    cluster_process server(program::sse, 1);
     {
       http_client client(server.port());
       open_events(client, "Last-Event-ID: 7\r\n");
@@ -373,7 +371,7 @@ TEST_SUITE("browser") {
   }
 
   TEST_CASE("a malformed Last-Event-ID counts as none: the stream starts at the first event") {
-    cluster_process server(sse_binary(), 1);
+    cluster_process server(program::sse, 1);
     for (std::string_view bad : {"abc", "-3", "7x", "0x5", "+4", "3.5", "99999999999999999999"}) {
       CAPTURE(bad);
       CHECK(first_event_after(server.port(), bad) == event(1));
@@ -382,7 +380,7 @@ TEST_SUITE("browser") {
   }
 
   TEST_CASE("CORS: any origin may read the stream, and a preflight is answered") {
-    cluster_process server(sse_binary(), 1);
+    cluster_process server(program::sse, 1);
     http_client client(server.port());
     http_response head = open_events(client, "Origin: http://elsewhere.example\r\n");
     CHECK(head.header("Access-Control-Allow-Origin") == "*");
@@ -404,7 +402,7 @@ TEST_SUITE("browser") {
   }
 
   TEST_CASE("HEAD /events gets the stream's fields and ends; unknown paths get 404, other methods 405") {
-    cluster_process server(sse_binary(), 1);
+    cluster_process server(program::sse, 1);
     http_client client(server.port());
     client.send(request("HEAD", "/events"));
     http_response head = client.read_response(5s, true);
@@ -424,7 +422,7 @@ TEST_SUITE("browser") {
   }
 
   TEST_CASE("a client that goes away ends its stream: the worker's descriptors come back") {
-    cluster_process server(sse_binary(), 1);
+    cluster_process server(program::sse, 1);
     std::vector<pid_t> workers;
     REQUIRE(wait_until([&] { return (workers = server.worker_pids()).size() == 1; }, 5s));
     const std::size_t before = count_fds(workers[0]);
@@ -444,7 +442,7 @@ TEST_SUITE("browser") {
   }
 
   TEST_CASE("headless Chromium: the page shows each event, with its id, as it arrives") {
-    cluster_process server(sse_binary(), 1);
+    cluster_process server(program::sse, 1);
     headless_chromium browser;
     INFO("chromium's log:\n", browser.log());
     browser.open("http://127.0.0.1:" + std::to_string(server.port()) + "/");
@@ -452,8 +450,8 @@ TEST_SUITE("browser") {
   }
 
   TEST_CASE("headless Chromium: a page from another origin reads the stream, thanks to CORS") {
-    cluster_process stream(sse_binary(), 1);
-    cluster_process page(sse_binary(), 1);  // another port: another origin
+    cluster_process stream(program::sse, 1);
+    cluster_process page(program::sse, 1);  // another port: another origin
     headless_chromium browser;
     INFO("chromium's log:\n", browser.log());
     browser.open("http://127.0.0.1:" + std::to_string(page.port()) + "/?stream=http://127.0.0.1:" +
@@ -462,7 +460,7 @@ TEST_SUITE("browser") {
   }
 
   TEST_CASE("headless Chromium: when its worker is killed, the page reconnects and resumes after the last id") {
-    cluster_process server(sse_binary(), 1);
+    cluster_process server(program::sse, 1);
     std::vector<pid_t> workers;
     REQUIRE(wait_until([&] { return (workers = server.worker_pids()).size() == 1; }, 5s));
     headless_chromium browser;

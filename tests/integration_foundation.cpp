@@ -3,6 +3,7 @@
 // tests speak raw HTTP/1.1 to them and signal them by PID.
 #include <doctest/doctest.h>
 
+#include "support/cluster_process.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 
@@ -20,17 +21,13 @@ using namespace test_support;
 
 namespace {
 
-std::string hello_binary() { return binary_from_env("CLUSTER_HELLO"); }
-std::string echo_binary() { return binary_from_env("CLUSTER_ECHO"); }
-
 bool contains(const std::vector<pid_t>& pids, pid_t pid) { return std::ranges::find(pids, pid) != pids.end(); }
 
 }  // namespace
 
 TEST_SUITE("integration") {
   TEST_CASE("hello answers GET with 200, its body, a Date and a Content-Length") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     http_client client(cluster.port());
 
     client.send(get_request("/"));
@@ -49,8 +46,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("a keep-alive connection serves several requests in turn and stays open") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     http_client client(cluster.port());
 
     for (int i = 0; i < 5; ++i) {
@@ -65,8 +61,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("pipelined requests sent in one write are answered in order on the same connection") {
-    cluster_process cluster(echo_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::echo);
     http_client client(cluster.port());
 
     client.send(post_request("/a", "first") + post_request("/b", "second body") + post_request("/c", "") +
@@ -86,8 +81,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("echo returns a chunked request body de-chunked") {
-    cluster_process cluster(echo_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::echo);
     http_client client(cluster.port());
 
     client.send(
@@ -109,8 +103,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("echo returns a Content-Length request body") {
-    cluster_process cluster(echo_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::echo);
     http_client client(cluster.port());
     const std::string body = "binary\0body\r\n\r\nwith a blank line inside";
 
@@ -123,8 +116,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("a request split across many small writes is reassembled") {
-    cluster_process cluster(echo_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::echo);
     http_client client(cluster.port());
     const std::string request =
         "PUT /pieces HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -138,8 +130,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("HEAD gets the headers of GET, with its Content-Length, but no body") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     http_client client(cluster.port());
 
     client.send("HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
@@ -158,8 +149,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("an HTTP/1.0 request without keep-alive is answered, then the server closes") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     http_client client(cluster.port());
 
     client.send("GET / HTTP/1.0\r\n\r\n");
@@ -172,8 +162,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("an HTTP/1.0 request with Connection: keep-alive keeps the connection open") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     http_client client(cluster.port());
 
     for (int i = 0; i < 2; ++i) {
@@ -188,8 +177,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("a malformed request gets 400 and the connection is closed") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     const std::vector<std::string> malformed = {
         std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11),  // a TLS ClientHello
         "GET / HTTP/1.1 trailing junk\r\nHost: 127.0.0.1\r\n\r\n",
@@ -210,8 +198,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("an unknown method gets 501 Not Implemented") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     http_client client(cluster.port());
 
     client.send("BREW /pot HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
@@ -221,8 +208,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("an HTTP/1.1 request without Host gets 400 and the connection is closed") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     http_client client(cluster.port());
 
     client.send("GET / HTTP/1.1\r\n\r\n");
@@ -234,8 +220,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("a client's Connection: close is echoed and the server closes after the response") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     http_client client(cluster.port());
 
     client.send("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
@@ -248,8 +233,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("a client that half-closes after its request still gets the response") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     http_client client(cluster.port());
 
     client.send(get_request("/"));
@@ -261,8 +245,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("a worker killed with SIGKILL is replaced and the service keeps answering") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     std::vector<pid_t> before;
     REQUIRE(wait_until([&] { return (before = cluster.worker_pids()).size() == 2; }, 5s));
 
@@ -299,8 +282,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("SIGTERM stops the master and every worker within 5 s, the master exiting 0") {
-    cluster_process cluster(hello_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::hello);
     std::vector<pid_t> workers;
     REQUIRE(wait_until([&] { return (workers = cluster.worker_pids()).size() == 2; }, 5s));
     const auto start = test_clock::now();
@@ -316,7 +298,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("an out-of-range --workers is refused with exit code 2 before any fork") {
-    finished_program run = run_program({hello_binary(), "--workers", "-1"}, 5s);
+    finished_program run = run_program({path_of(program::hello), "--workers", "-1"}, 5s);
     INFO("stderr: ", run.err);
 
     CHECK(exit_code(run.status) == 2);
@@ -327,7 +309,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("an out-of-range --port is refused with exit code 2 before any fork") {
-    finished_program run = run_program({hello_binary(), "--port", "70000"}, 5s);
+    finished_program run = run_program({path_of(program::hello), "--port", "70000"}, 5s);
     INFO("stderr: ", run.err);
 
     CHECK(exit_code(run.status) == 2);
@@ -338,7 +320,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("a handler sees the client's address and port and the address it reached (request::peer, local)") {
-    cluster_process cluster(binary_from_env("CLUSTER_LIFECYCLE"), 1);
+    cluster_process cluster(program::lifecycle, 1);
     for (int i = 0; i < 3; ++i) {  // keep-alive: the same answer on every request of the connection
       http_client client(cluster.port());
       for (int j = 0; j < 2; ++j) {
@@ -352,9 +334,9 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("a port another cluster serves is refused before any fork: no second member of its reuseport group") {
-    cluster_process first(hello_binary(), 1);
+    cluster_process first(program::hello, 1);
     finished_program second =
-        run_program({hello_binary(), "--host", "127.0.0.1", "--port", std::to_string(first.port()), "--workers", "1"}, 5s);
+        run_program({path_of(program::hello), "--host", "127.0.0.1", "--port", std::to_string(first.port()), "--workers", "1"}, 5s);
     INFO("stderr: ", second.err);
     CHECK(exit_code(second.status) == 1);
     CHECK(second.err.find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) != std::string::npos);
@@ -379,7 +361,7 @@ TEST_SUITE("integration") {
     REQUIRE(::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0);
     const int port = ntohs(a.sin_port);
     finished_program run =
-        run_program({hello_binary(), "--host", "127.0.0.1", "--port", std::to_string(port), "--workers", "1"}, 5s);
+        run_program({path_of(program::hello), "--host", "127.0.0.1", "--port", std::to_string(port), "--workers", "1"}, 5s);
     INFO("stderr: ", run.err);
     CHECK(exit_code(run.status) == 1);
     CHECK(run.err.find("already") != std::string::npos);
@@ -387,7 +369,7 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("--help prints the usage on stdout and exits 0") {
-    finished_program run = run_program({hello_binary(), "--help"}, 5s);
+    finished_program run = run_program({path_of(program::hello), "--help"}, 5s);
     INFO("stderr: ", run.err);
 
     CHECK(exit_code(run.status) == 0);

@@ -7,6 +7,7 @@
 // and at the end a SIGTERM stops it with exit code 0.
 #include <doctest/doctest.h>
 
+#include "support/cluster_process.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 
@@ -32,9 +33,6 @@ namespace {
 
 using ms = std::chrono::milliseconds;
 ms since(test_clock::time_point t) { return std::chrono::duration_cast<ms>(test_clock::now() - t); }
-
-std::string hello_binary() { return binary_from_env("CLUSTER_HELLO"); }
-std::string echo_binary() { return binary_from_env("CLUSTER_ECHO"); }
 
 // The limits every scenario runs under, small so that reaching them is fast.
 constexpr std::size_t max_body = 1000;
@@ -184,7 +182,6 @@ class target_cluster {
   /// False (the failures reported) when the cluster is harmed.
   [[nodiscard]] bool expect_unharmed(std::string_view after) {
     INFO("after: ", after);
-    INFO("log:\n", cluster_.stderr_text());
     // The idle window first: it also gives a process that corrupted its heap
     // time to abort before the liveness checks look.
     std::vector<pid_t> watched{cluster_.pid()};
@@ -227,7 +224,6 @@ class target_cluster {
 
   /// SIGTERM: exit code 0 within a bounded time, and no process left.
   void expect_graceful_stop() {
-    INFO("log:\n", cluster_.stderr_text());
     cluster_.signal(SIGTERM);
     auto status = cluster_.wait_exit(15s);
     REQUIRE_MESSAGE(status, "the master did not exit within 15 s of SIGTERM");
@@ -336,8 +332,7 @@ void every_refusal_with_a_tail(bool admin, bool half_close) {
   for (const refusal& r : refusals()) {
     CAPTURE(r.what);
     CAPTURE(header_limit);
-    target_cluster target(echo_binary(), small_limits_with("--max-header-bytes", std::to_string(header_limit)));
-    INFO("log:\n", target.cluster().stderr_text());
+    target_cluster target(path_of(program::echo), small_limits_with("--max-header-bytes", std::to_string(header_limit)));
     attempt([&] { provoke(admin ? target.admin_port() : target.port(), r, half_close); });
     if (target.expect_unharmed(r.what)) target.expect_graceful_stop();
   }
@@ -379,7 +374,7 @@ void oversized_upload(std::uint16_t port, bool chunked, bool expect) {
 /// Each case on a cluster of its own (a sync and a streaming handler, with
 /// and without Expect), so that one that kills hides nothing of the others.
 void oversized_uploads(bool chunked) {
-  for (const std::string& binary : {hello_binary(), echo_binary()}) {
+  for (const std::string& binary : {path_of(program::hello), path_of(program::echo)}) {
     CAPTURE(binary);
     for (bool expect : {false, true}) {
       CAPTURE(expect);
@@ -428,7 +423,7 @@ TEST_SUITE("hostile") {
   // --- Pipelined garbage -------------------------------------------------------------
 
   TEST_CASE("garbage pipelined after a valid request: the request is answered, then 400, then the close") {
-    for (const std::string& binary : {hello_binary(), echo_binary()}) {
+    for (const std::string& binary : {path_of(program::hello), path_of(program::echo)}) {
       CAPTURE(binary);
       target_cluster target(binary);
       for (bool admin : {false, true}) {
@@ -452,7 +447,7 @@ TEST_SUITE("hostile") {
   // --- Slow clients --------------------------------------------------------------------
 
   TEST_CASE("slowloris: a header block trickled byte by byte gets 408 at header_timeout, then the close") {
-    target_cluster target(echo_binary());
+    target_cluster target(path_of(program::echo));
     for (bool admin : {false, true}) {
       CAPTURE(admin);
       http_client client(admin ? target.admin_port() : target.port());
@@ -480,7 +475,7 @@ TEST_SUITE("hostile") {
       *(at + 1) = "4000";
       return flags;
     }();
-    target_cluster target(echo_binary(), flags);
+    target_cluster target(path_of(program::echo), flags);
     auto clients = open_clients(target.port(), 3, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
     // Each partial header block has reached the worker.
     REQUIRE(wait_until([&] { return target.metric("cluster_received_bytes_total") >= 3 * 40; }, 3s, 20ms));
@@ -498,7 +493,7 @@ TEST_SUITE("hostile") {
   }
 
   TEST_CASE("a body that stalls gets 408 after body_timeout, then the close") {
-    target_cluster target(echo_binary());
+    target_cluster target(path_of(program::echo));
     for (bool admin : {false, true}) {
       CAPTURE(admin);
       http_client client(admin ? target.admin_port() : target.port());
@@ -515,7 +510,7 @@ TEST_SUITE("hostile") {
   }
 
   TEST_CASE("a client that never reads a large response is disconnected after write_timeout") {
-    target_cluster target(echo_binary(), small_limits_with("--max-body", std::to_string(16 << 20)));
+    target_cluster target(path_of(program::echo), small_limits_with("--max-body", std::to_string(16 << 20)));
     const std::string body(4 << 20, 'r');
     {
       http_client stuck(target.port(), http_client::default_timeout, 16 * 1024);
@@ -536,7 +531,7 @@ TEST_SUITE("hostile") {
   // --- Floods ---------------------------------------------------------------------------
 
   TEST_CASE("a connection flood at max_connections waits in the queue and is served once connections close") {
-    target_cluster target(hello_binary(), small_limits_with("--max-connections", "4"));
+    target_cluster target(path_of(program::hello), small_limits_with("--max-connections", "4"));
     std::vector<std::unique_ptr<http_client>> held;
     for (int i = 0; i < 4; ++i) {
       held.push_back(std::make_unique<http_client>(target.port()));
@@ -559,7 +554,7 @@ TEST_SUITE("hostile") {
 
   TEST_CASE(
       "descriptor exhaustion in a worker: it pauses accepting without spinning or flooding the log, then serves") {
-    target_cluster target(hello_binary(), exhaustion_flags(), at_most_64_descriptors);
+    target_cluster target(path_of(program::hello), exhaustion_flags(), at_most_64_descriptors);
     const std::size_t log_lines_before = lines_in(target.cluster().stderr_text());
     auto flood = open_clients(target.port(), 120, get_request("/"));
     // Two seconds at exhaustion: the worker must neither spin nor log on.
@@ -583,7 +578,7 @@ TEST_SUITE("hostile") {
   }
 
   TEST_CASE("descriptor exhaustion in the master (admin flood): it pauses accepting, supervises on, then serves") {
-    target_cluster target(hello_binary(), exhaustion_flags(), at_most_64_descriptors);
+    target_cluster target(path_of(program::hello), exhaustion_flags(), at_most_64_descriptors);
     const std::size_t log_lines_before = lines_in(target.cluster().stderr_text());
     auto flood = flood_admin(target.admin_port());
     const auto start = test_clock::now();
@@ -603,9 +598,8 @@ TEST_SUITE("hostile") {
   }
 
   TEST_CASE("a worker that dies while an admin flood holds the master's descriptors is respawned once they are free") {
-    target_cluster target(hello_binary(), exhaustion_flags(), at_most_64_descriptors);
+    target_cluster target(path_of(program::hello), exhaustion_flags(), at_most_64_descriptors);
     auto& cluster = target.cluster();
-    INFO("log:\n", cluster.stderr_text());
     auto flood = flood_admin(target.admin_port());
     REQUIRE(cluster.wait_for_log("Too many open files", 5s));
     const pid_t victim = target.worker();

@@ -5,6 +5,7 @@
 // the connection stays open.
 #include <doctest/doctest.h>
 
+#include "support/cluster_process.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 
@@ -19,12 +20,9 @@ using namespace test_support;
 
 namespace {
 
-std::string echo_binary() { return binary_from_env("CLUSTER_ECHO"); }
-std::string hello_binary() { return binary_from_env("CLUSTER_HELLO"); }
-
 /// echo with one worker and `flags` (limits and timeouts).
 cluster_process echo(std::vector<std::string> flags = {}) {
-  return cluster_process(echo_binary(), 1, std::move(flags));
+  return cluster_process(program::echo, 1, std::move(flags));
 }
 
 /// Sends `bytes` on a new connection and checks the answer is `status`, says
@@ -46,15 +44,6 @@ void expect_echo_works(std::uint16_t port) {
   http_response res = client.read_response();
   CHECK(res.status == 200);
   CHECK(res.body == "still here");
-}
-
-/// Resident memory of `pid` in KiB, from /proc.
-long rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
-  return -1;
 }
 
 std::string pattern(std::size_t n) {
@@ -97,7 +86,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("Content-Length together with Transfer-Encoding gets 400 and the connection closes") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     expect_refused(server.port(),
                    request("POST", "/", "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), 400);
     expect_refused(server.port(),
@@ -107,7 +95,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("differing, repeated or malformed Content-Length gets 400") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     for (const char* fields :
          {"Content-Length: 5\r\nContent-Length: 6\r\n", "Content-Length: 5\r\nContent-Length: 5\r\n",
           "Content-Length: 5, 5\r\n", "Content-Length: +5\r\n", "Content-Length: 0x5\r\n", "Content-Length: 5 5\r\n",
@@ -117,7 +104,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a Transfer-Encoding with an unknown coding gets 501; one whose final coding is not chunked gets 400") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     expect_refused(server.port(), request("POST", "/", "Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"), 501);
     expect_refused(server.port(),
                    request("POST", "/", "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), 501);
@@ -129,7 +115,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("invalid chunk sizes and chunk framing get 400") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     for (const char* body : {"zz\r\nhello\r\n0\r\n\r\n", "-5\r\nhello\r\n0\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n",
                              "5\r\nhelloXX\r\n0\r\n\r\n", "5\nhello\r\n0\r\n\r\n", "FFFFFFFFFFFFFFFFFF\r\nx\r\n"})
       expect_refused(server.port(), request("POST", "/", "Transfer-Encoding: chunked\r\n", body), 400);
@@ -137,7 +122,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("obs-fold, space before the colon, control characters, NUL and bare CR get 400") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     const std::vector<std::string> bad = {
         request("GET", "/", "X-Folded: a\r\n b\r\n"),
         request("GET", "/", "X-Folded: a\r\n\tb\r\n"),
@@ -156,7 +140,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("an invalid request line or version gets 400; HTTP/2.0 and HTTP/0.9 get 505") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     for (const char* line :
          {"GET  / HTTP/1.1", "GET / HTTP/1.1 ", "GET /a b HTTP/1.1", "GET\t/ HTTP/1.1", "GET / http/1.1",
           "GET / HTTP/1.2", "GET / HTTP/1.10", "GET /", "GET / HTTP/11", "\x16\x03\x01\x02\x00"})
@@ -167,7 +150,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("HTTP/1.1 without Host, or with two, gets 400 from the headers alone, without waiting for the body") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     for (const char* head : {"POST / HTTP/1.1\r\nContent-Length: 100000\r\n\r\n",
                              "POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 100000\r\n\r\n"}) {
       CAPTURE(head);
@@ -190,7 +172,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a request-target longer than max_target gets 414") {
     auto server = echo({"--max-target", "64"});
-    INFO("log:\n", server.stderr_text());
     expect_refused(server.port(), request("GET", "/" + std::string(100, 'a')), 414);
     http_client ok(server.port());
     ok.send(request("GET", "/" + std::string(60, 'a')));
@@ -199,7 +180,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a header block larger than max_header_bytes, or more fields than max_headers, gets 431") {
     auto server = echo({"--max-header-bytes", "512", "--max-headers", "4"});
-    INFO("log:\n", server.stderr_text());
     expect_refused(server.port(), request("GET", "/", "X-Big: " + std::string(600, 'v') + "\r\n"), 431);
     std::string many;
     for (int i = 0; i < 30; ++i) many += "X-" + std::to_string(i) + ": 0123456789\r\n";
@@ -212,7 +192,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a Content-Length over max_body gets 413 before the body is sent") {
     auto server = echo({"--max-body", "1000"});
-    INFO("log:\n", server.stderr_text());
     http_client client(server.port());
     client.send(request("POST", "/", "Content-Length: 1001\r\n"));
     http_response res = client.read_response(3s);
@@ -226,7 +205,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a chunked body growing past max_body gets 413 as the chunks arrive") {
     auto server = echo({"--max-body", "1000"});
-    INFO("log:\n", server.stderr_text());
     http_client client(server.port());
     client.send(request("POST", "/", "Transfer-Encoding: chunked\r\n"));
     client.send(chunk(std::string(600, 'a')));
@@ -239,7 +217,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a streamed upload is held to max_body too: refused up front, or cut short once over") {
     auto server = echo({"--max-body", "1000"});
-    INFO("log:\n", server.stderr_text());
     expect_refused(server.port(), request("POST", "/stream", "Content-Length: 1001\r\n"), 413);
 
     http_client client(server.port());
@@ -259,7 +236,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("at max_connections a worker stops accepting, and resumes once a connection closes") {
     auto server = echo({"--max-connections", "2"});
-    INFO("log:\n", server.stderr_text());
     auto first = std::make_unique<http_client>(server.port());
     http_client second(server.port());
     for (http_client* c : {first.get(), &second}) {
@@ -280,7 +256,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a slowloris header block gets 408 after header_timeout although bytes keep coming") {
     auto server = echo({"--header-timeout", "1000"});
-    INFO("log:\n", server.stderr_text());
     http_client client(server.port());
     const auto start = test_clock::now();
     client.send("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
@@ -296,7 +271,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a slow header block completed within header_timeout is answered") {
     auto server = echo({"--header-timeout", "5000"});
-    INFO("log:\n", server.stderr_text());
     http_client client(server.port());
     const std::string req = post_request("/", "slow head");
     const std::size_t head_end = req.find("\r\n\r\n") + 4;
@@ -312,7 +286,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a body stalled longer than body_timeout gets 408; a slow body that keeps coming does not") {
     auto server = echo({"--body-timeout", "1000"});
-    INFO("log:\n", server.stderr_text());
     {
       http_client stalled(server.port());
       const auto start = test_clock::now();
@@ -338,7 +311,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("an idle keep-alive connection is closed after idle_timeout, without a response") {
     auto server = echo({"--idle-timeout", "500"});
-    INFO("log:\n", server.stderr_text());
     http_client client(server.port());
     client.send(post_request("/", "x"));
     CHECK(client.read_response().status == 200);
@@ -351,7 +323,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a client that stops reading is disconnected after write_timeout; a slow reader is not") {
     auto server = echo({"--write-timeout", "1000", "--max-body", "67108864"});
-    INFO("log:\n", server.stderr_text());
     const std::string body = pattern(8 << 20);
     {
       http_client stuck(server.port(), http_client::default_timeout, 16 * 1024);
@@ -382,7 +353,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("Expect: 100-continue gets 100 Continue before the body is sent, then the final response") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     for (const char* target : {"/", "/stream"}) {
       CAPTURE(target);
       http_client client(server.port());
@@ -400,8 +370,7 @@ TEST_SUITE("http") {
   }
 
   TEST_CASE("Expect: 100-continue works with a handler that answers at once (hello)") {
-    cluster_process server(hello_binary(), 1);
-    INFO("log:\n", server.stderr_text());
+    cluster_process server(program::hello, 1);
     http_client client(server.port());
     client.send(request("POST", "/", "Expect: 100-continue\r\nContent-Length: 5\r\n"));
     CHECK(client.read_response(3s).status == 100);
@@ -411,7 +380,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("Expect: 100-continue on a request refused from its headers gets the final status instead") {
     auto server = echo({"--max-body", "1000"});
-    INFO("log:\n", server.stderr_text());
     http_client client(server.port());
     client.send(request("POST", "/", "Expect: 100-continue\r\nContent-Length: 5000\r\n"));
     http_response res = client.read_response(3s);
@@ -422,13 +390,11 @@ TEST_SUITE("http") {
 
   TEST_CASE("an expectation other than 100-continue gets 417") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     expect_refused(server.port(), request("POST", "/", "Expect: 200-ok\r\nContent-Length: 1\r\n", "x"), 417);
   }
 
   TEST_CASE("HTTP/1.0 is answered with and without keep-alive, and gets a stream unframed, then a close") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     {
       http_client client(server.port());
       client.send("POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc");
@@ -461,7 +427,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("Connection: close from the client is honoured: the response says so and the server closes") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     for (const char* target : {"/", "/stream"}) {
       http_client client(server.port());
       client.send(request("POST", target, "Connection: close\r\nContent-Length: 2\r\n", "hi"));
@@ -474,7 +439,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("HEAD gets the GET's header fields and no body, for whole and streamed responses") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     http_client client(server.port());
     client.send(request("HEAD", "/"));
     http_response whole = client.read_response(3s, /*head=*/true);
@@ -492,7 +456,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a half-closed client still gets its response") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     for (const char* target : {"/", "/stream"}) {
       http_client client(server.port());
       client.send(post_request(target, "half"));
@@ -505,7 +468,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("an unknown method gets 501 and the requests behind it on the connection are answered") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     http_client client(server.port());
     client.send(request("BREW", "/pot", "Content-Length: 6\r\n", "coffee") + request("get", "/lower") +
                 post_request("/", "after"));
@@ -520,7 +482,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("Upgrade is declined (answered as HTTP/1.1) and CONNECT gets 501") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     http_client client(server.port());
     client.send(request("POST", "/", "Connection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n", "up") +
                 post_request("/", "plain"));
@@ -536,7 +497,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("a streamed upload comes back chunked piece by piece, before the upload has ended") {
     auto server = echo();
-    INFO("log:\n", server.stderr_text());
     http_client client(server.port());
     client.send(request("PUT", "/stream", "Transfer-Encoding: chunked\r\n"));
     client.send(chunk("first piece"));
@@ -555,10 +515,9 @@ TEST_SUITE("http") {
 
   TEST_CASE("a client that reads slowly holds back a streamed upload instead of growing the worker") {
     auto server = echo({"--max-body", "1073741824"});
-    INFO("log:\n", server.stderr_text());
     std::vector<pid_t> workers;
     REQUIRE(wait_until([&] { return (workers = server.worker_pids()).size() == 1; }, 5s));
-    const long before = rss_kib(workers[0]);
+    const long before = status_kib(workers[0], "VmRSS");
     http_client client(server.port(), http_client::default_timeout, 64 * 1024);
     const std::size_t total = 256u << 20;  // 256 MiB if nothing held it back
     client.send(request("PUT", "/stream", "Content-Length: " + std::to_string(total) + "\r\n"));
@@ -570,7 +529,7 @@ TEST_SUITE("http") {
       if (n < block.size()) break;
     }
     CHECK(sent < total / 4);  // flow control, end to end
-    const long after = rss_kib(workers[0]);
+    const long after = status_kib(workers[0], "VmRSS");
     INFO("worker RSS before ", before, " KiB, after ", after, " KiB, sent ", sent, " bytes");
     CHECK(after - before < 32 * 1024);  // the worker did not buffer what it could not send
     client.reset();
@@ -581,7 +540,6 @@ TEST_SUITE("http") {
 
   TEST_CASE("echo keeps answering after thousands of malformed, reset and abandoned connections") {
     auto server = echo({"--header-timeout", "2000"});
-    INFO("log:\n", server.stderr_text());
     std::vector<pid_t> workers;
     REQUIRE(wait_until([&] { return (workers = server.worker_pids()).size() == 1; }, 5s));
     const std::vector<std::string> garbage = {

@@ -6,6 +6,7 @@
 // its admin endpoint.
 #include <doctest/doctest.h>
 
+#include "support/cluster_process.hpp"
 #include "support/http_client.hpp"
 #include "support/load.hpp"
 #include "support/process.hpp"
@@ -34,8 +35,6 @@
 using namespace test_support;
 
 namespace {
-
-std::string lifecycle_binary() { return binary_from_env("CLUSTER_LIFECYCLE"); }
 
 std::set<pid_t> as_set(const std::vector<pid_t>& pids) { return {pids.begin(), pids.end()}; }
 
@@ -71,49 +70,11 @@ answer ask(http_client& client) {
   return *a;
 }
 
-/// Every child of the master is a worker that reported ready, and there are `n`.
-bool workers_ready(const cluster_process& cluster, std::size_t n) {
-  auto pids = cluster.worker_pids();
-  if (pids.size() != n) return false;
-  std::string log = cluster.stderr_text();
-  return std::ranges::all_of(
-      pids, [&](pid_t p) { return log.find("(pid " + std::to_string(p) + ") ready") != std::string::npos; });
-}
-
-/// The server side of `client`'s connection to `server_port`, as
-/// /proc/net/tcp shows it: bytes the server has not sent yet (tx) and bytes it
-/// has not read yet (rx). Nothing if the connection is not there.
-struct socket_queues {
-  unsigned long tx = 0;
-  unsigned long rx = 0;
-};
-
+/// The server side of `client`'s connection to `server_port`: bytes the
+/// server has not sent yet (tx) and bytes it has not read yet (rx). Nothing
+/// if the connection is not there.
 std::optional<socket_queues> server_side(std::uint16_t server_port, const http_client& client) {
-  const std::uint16_t client_port = client.local_port();
-  auto port_of = [](const std::string& address) -> int {
-    auto colon = address.find(':');
-    if (colon == std::string::npos) return -1;
-    int port = -1;
-    std::from_chars(address.data() + colon + 1, address.data() + address.size(), port, 16);
-    return port;
-  };
-  std::ifstream table("/proc/net/tcp");
-  std::string line;
-  std::getline(table, line);  // header
-  for (int i = 0; i < 100'000 && std::getline(table, line); ++i) {
-    // "sl local_address rem_address st tx_queue:rx_queue ..."
-    std::istringstream fields(line);
-    std::string sl, local, remote, state, queues;
-    if (!(fields >> sl >> local >> remote >> state >> queues)) continue;
-    if (port_of(local) != server_port || port_of(remote) != client_port) continue;
-    auto colon = queues.find(':');
-    if (colon == std::string::npos) return std::nullopt;
-    socket_queues q;
-    std::from_chars(queues.data(), queues.data() + colon, q.tx, 16);
-    std::from_chars(queues.data() + colon + 1, queues.data() + queues.size(), q.rx, 16);
-    return q;
-  }
-  return std::nullopt;
+  return tcp_queues(server_port, client.local_port());
 }
 
 /// True once the server has read everything `client` sent: the server side
@@ -254,8 +215,7 @@ void check_load_after_one_kill(load_client& load) {
 
 TEST_SUITE("lifecycle") {
   TEST_CASE("a rolling reload (SIGHUP) under load replaces every worker and fails no request") {
-    cluster_process cluster(lifecycle_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle);
     const auto before = as_set(cluster.worker_pids());
     REQUIRE(before.size() == 2);
     load_client load(cluster.port(), load_with());
@@ -293,8 +253,7 @@ TEST_SUITE("lifecycle") {
   }
 
   TEST_CASE("scaling up (SIGTTIN) and down (SIGTTOU) under load fails no request and the worker count follows") {
-    cluster_process cluster(lifecycle_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle);
     load_client load(cluster.port(), load_with());
     REQUIRE(wait_until([&] { return load.ok() >= 100; }, 5s));
 
@@ -309,7 +268,7 @@ TEST_SUITE("lifecycle") {
       const std::string line = "scaled to " + std::to_string(s.workers) + " workers";
       cluster.signal(s.signo);
       CHECK(wait_until([&] { return count_of(cluster.stderr_text(), line) == s.scaled_lines; }, 5s));
-      CHECK(wait_until([&] { return workers_ready(cluster, s.workers); }, 5s));
+      CHECK(wait_until([&] { return cluster.workers_ready(s.workers); }, 5s));
       const auto ok_now = load.ok();
       CHECK(wait_until([&] { return load.ok() >= ok_now + 100; }, 5s));
     }
@@ -323,7 +282,7 @@ TEST_SUITE("lifecycle") {
       CHECK(res.body == "scale requested\n");
     }
     CHECK(wait_until([&] { return count_of(cluster.stderr_text(), "scaled to 3 workers") == 3; }, 5s));
-    CHECK(wait_until([&] { return workers_ready(cluster, 3); }, 5s));
+    CHECK(wait_until([&] { return cluster.workers_ready(3); }, 5s));
     const auto ok_now = load.ok();
     CHECK(wait_until([&] { return load.ok() >= ok_now + 100; }, 5s));
 
@@ -337,8 +296,7 @@ TEST_SUITE("lifecycle") {
   TEST_CASE("kill -9 of a ready worker every 300 ms for 10 s: the service keeps serving, no connection is refused") {
     // Default crash policy: before, the tenth early death within crash_window
     // stopped the whole service with exit code 3.
-    cluster_process cluster(lifecycle_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle);
     load_options lo = load_with();
     // A slot whose workers keep dying backs off up to restart_max_delay (5 s,
     // +20% jitter): a connection queued on its socket meanwhile waits for its
@@ -360,7 +318,7 @@ TEST_SUITE("lifecycle") {
     CHECK(cluster.wait_exit(0ms) == std::nullopt);
 
     // Both slots are back within the longest backoff, and serve.
-    CHECK(wait_until([&] { return workers_ready(cluster, 2); }, 10s));
+    CHECK(wait_until([&] { return cluster.workers_ready(2); }, 10s));
     const auto ok_after_kills = load.ok();
     CHECK(ok_after_kills > ok_before);
     CHECK(wait_until([&] { return load.ok() >= ok_after_kills + 100; }, 5s));
@@ -389,8 +347,7 @@ TEST_SUITE("lifecycle") {
   }
 
   TEST_CASE("more than crash_limit requests to a crashing handler within crash_window: the service keeps serving") {
-    cluster_process cluster(lifecycle_binary());  // crash_limit 10, crash_window 30 s
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle);  // crash_limit 10, crash_window 30 s
     constexpr int crashes = 14;
     const auto started = test_clock::now();
     for (int i = 0; i < crashes; ++i) {
@@ -407,7 +364,7 @@ TEST_SUITE("lifecycle") {
     CHECK(took < 30s);  // all within crash_window
 
     CHECK(cluster.wait_exit(0ms) == std::nullopt);
-    CHECK(wait_until([&] { return workers_ready(cluster, 2); }, 10s));
+    CHECK(wait_until([&] { return cluster.workers_ready(2); }, 10s));
     std::set<int> slots;
     for (int i = 0; i < 200 && slots.size() < 2; ++i) {
       http_client probe(cluster.port());
@@ -427,8 +384,7 @@ TEST_SUITE("lifecycle") {
   }
 
   TEST_CASE("a handler that blocks its worker's loop: the worker is replaced within the hang timeout") {
-    cluster_process cluster(lifecycle_binary(), 2, {"--hang-timeout", "500", "--heartbeat-interval", "50"});
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle, 2, {"--hang-timeout", "500", "--heartbeat-interval", "50"});
     // One keep-alive connection on each worker: one to hang it, one to watch
     // the other keep answering.
     std::vector<std::unique_ptr<http_client>> on_worker;
@@ -488,7 +444,7 @@ TEST_SUITE("lifecycle") {
     CHECK(log.find("sending SIGABRT") != std::string::npos);
     CHECK(log.find("(pid " + std::to_string(hung.pid) + ") was killed by SIGABRT") != std::string::npos);
     CHECK_THROWS(hang_client.read_response(2s));  // its connection died with it
-    CHECK(wait_until([&] { return workers_ready(cluster, 2); }, 3s));
+    CHECK(wait_until([&] { return cluster.workers_ready(2); }, 3s));
     CHECK_FALSE(as_set(cluster.worker_pids()).contains(hung.pid));
 
     const load_result& r = load.stop();
@@ -500,7 +456,7 @@ TEST_SUITE("lifecycle") {
   }
 
   TEST_CASE("a boot loop (no worker ever ready): the master gives up within the crash window with exit code 3") {
-    child_process master({lifecycle_binary(), "--host", "127.0.0.1", "--port", "0", "--workers", "2",
+    child_process master({path_of(program::lifecycle), "--host", "127.0.0.1", "--port", "0", "--workers", "2",
                           "--crash-at-start", "--crash-limit", "6", "--crash-window", "5000", "--restart-delay", "20"},
                          output::capture, output::capture);
     const auto started = test_clock::now();
@@ -525,11 +481,10 @@ TEST_SUITE("lifecycle") {
 
   TEST_CASE("one slot failing to boot while the other serves: no stop, the slot backs off in /status and /metrics") {
     temp_file marker;
-    cluster_process cluster(lifecycle_binary(), 2,
+    cluster_process cluster(program::lifecycle, 2,
                             {"--admin", "127.0.0.1:0", "--crash-limit", "3", "--crash-window", "60000",
                              "--restart-delay", "300", "--restart-max-delay", "2000"},
                             {"CLUSTER_TEST_FAIL_START_IF_EXISTS=" + marker.path(), "CLUSTER_TEST_FAIL_START_SLOT=1"});
-    INFO("cluster log:\n", cluster.stderr_text());
     const std::uint16_t admin = cluster.admin_port();
     const answer serving = worker_of_slot(cluster, 0);
     const answer doomed = worker_of_slot(cluster, 1);
@@ -612,7 +567,7 @@ TEST_SUITE("lifecycle") {
 
     // Once slot 1's workers can boot again, it serves again.
     marker.remove();
-    CHECK(wait_until([&] { return workers_ready(cluster, 2); }, 5s));
+    CHECK(wait_until([&] { return cluster.workers_ready(2); }, 5s));
     CHECK(wait_until([&] { return slot_sample(fetch(admin, "/metrics").body, "cluster_slot_backoff", 1) == 0; }, 2s));
     check_load_after_one_kill(load);
 
@@ -624,11 +579,9 @@ TEST_SUITE("lifecycle") {
 
   TEST_CASE("once every slot fails to boot after the service served, the boot loop stops it with exit code 3") {
     temp_file marker;
-    cluster_process cluster(
-        lifecycle_binary(), 2,
+    cluster_process cluster(program::lifecycle, 2,
         {"--crash-limit", "4", "--crash-window", "60000", "--restart-delay", "20", "--restart-max-delay", "100"},
         {"CLUSTER_TEST_FAIL_START_IF_EXISTS=" + marker.path()});
-    INFO("cluster log:\n", cluster.stderr_text());
     const answer first = worker_of_slot(cluster, 0);
     const answer second = worker_of_slot(cluster, 1);
 
@@ -652,8 +605,7 @@ TEST_SUITE("lifecycle") {
   }
 
   TEST_CASE("SIGTERM with a slow request in flight: the request completes, then everything exits 0") {
-    cluster_process cluster(lifecycle_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle);
     load_client load(cluster.port(), load_with());
     REQUIRE(wait_until([&] { return load.ok() >= 100; }, 5s));
     http_client slow(cluster.port());
@@ -683,8 +635,7 @@ TEST_SUITE("lifecycle") {
   }
 
   TEST_CASE("SIGTERM with a request slower than the shutdown timeout: the worker is killed, the master exits 1") {
-    cluster_process cluster(lifecycle_binary(), 2, {"--shutdown-timeout", "500"});
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle, 2, {"--shutdown-timeout", "500"});
     load_client load(cluster.port(), load_with());
     REQUIRE(wait_until([&] { return load.ok() >= 100; }, 5s));
     http_client slow(cluster.port());
@@ -712,8 +663,7 @@ TEST_SUITE("lifecycle") {
   }
 
   TEST_CASE("SIGTERM while answers wait for a slow reader: each is delivered whole before the connection closes") {
-    cluster_process cluster(lifecycle_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle);
     load_client load(cluster.port(), load_with());
     REQUIRE(wait_until([&] { return load.ok() >= 100; }, 5s));
     // A client with a tiny receive window that does not read yet.
@@ -776,8 +726,7 @@ TEST_SUITE("lifecycle") {
   }
 
   TEST_CASE("SIGQUIT stops at once: exit 0, every process gone, in-flight requests cut") {
-    cluster_process cluster(lifecycle_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle);
     load_client load(cluster.port(), load_with());
     REQUIRE(wait_until([&] { return load.ok() >= 100; }, 5s));
     http_client slow(cluster.port());
@@ -802,8 +751,7 @@ TEST_SUITE("lifecycle") {
   }
 
   TEST_CASE("max_requests recycles workers under load: new PIDs, no failed request") {
-    cluster_process cluster(lifecycle_binary(), 2, {"--max-requests", "50", "--max-requests-jitter", "10"});
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle, 2, {"--max-requests", "50", "--max-requests-jitter", "10"});
     const auto before = as_set(cluster.worker_pids());
     REQUIRE(before.size() == 2);
     load_client load(cluster.port(), load_with(1ms));
@@ -819,13 +767,12 @@ TEST_SUITE("lifecycle") {
     CHECK(r.connect_errors == 0);
     CHECK(r.by_pid.size() > 2);  // answers came from successors too
     CHECK(count_of(cluster.stderr_text(), "(max_requests); starting its replacement") >= 2);
-    CHECK(wait_until([&] { return workers_ready(cluster, 2); }, 5s));
+    CHECK(wait_until([&] { return cluster.workers_ready(2); }, 5s));
   }
 
   TEST_CASE("a reload whose new workers cannot start is aborted and the old workers keep serving") {
     temp_file marker;
-    cluster_process cluster(lifecycle_binary(), 2, {}, {"CLUSTER_TEST_FAIL_START_IF_EXISTS=" + marker.path()});
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle, 2, {}, {"CLUSTER_TEST_FAIL_START_IF_EXISTS=" + marker.path()});
     const auto before = as_set(cluster.worker_pids());
     REQUIRE(before.size() == 2);
     load_client load(cluster.port(), load_with());
@@ -856,8 +803,7 @@ TEST_SUITE("lifecycle") {
   }
 
   TEST_CASE("the worker exit hook reports a worker killed by SIGKILL with its slot, pid and signal") {
-    cluster_process cluster(lifecycle_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle);
     load_client load(cluster.port(), load_with());
     REQUIRE(wait_until([&] { return load.ok() >= 100; }, 5s));
     http_client client(cluster.port());
@@ -868,13 +814,12 @@ TEST_SUITE("lifecycle") {
     CHECK(cluster.wait_for_log("hook: worker_exit slot " + std::to_string(victim.slot) + " pid " +
                                    std::to_string(victim.pid) + " code -1 signal 9 expected 0\n",
                                3s));
-    CHECK(wait_until([&] { return workers_ready(cluster, 2); }, 3s));
+    CHECK(wait_until([&] { return cluster.workers_ready(2); }, 3s));
     check_load_after_one_kill(load);
   }
 
   TEST_CASE("a master killed with SIGKILL takes its workers with it") {
-    cluster_process cluster(lifecycle_binary());
-    INFO("cluster log:\n", cluster.stderr_text());
+    cluster_process cluster(program::lifecycle);
     const auto workers = cluster.worker_pids();
     REQUIRE(workers.size() == 2);
     load_client load(cluster.port(), load_with());

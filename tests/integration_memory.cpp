@@ -3,6 +3,7 @@
 // connections is given back (and reused, not grown) once they close.
 #include <doctest/doctest.h>
 
+#include "support/cluster_process.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 
@@ -15,15 +16,6 @@
 using namespace test_support;
 
 namespace {
-
-// A field of /proc/PID/status in kB (VmRSS, VmHWM), or -1.
-long status_kb(pid_t pid, const std::string& field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.starts_with(field + ":")) return std::stol(line.substr(field.size() + 1));
-  return -1;
-}
 
 pid_t only_worker(const cluster_process& c) {
   auto pids = c.worker_pids();
@@ -52,9 +44,9 @@ void burst(std::uint16_t port, int n) {
 TEST_SUITE("memory") {
   TEST_CASE("a 32 MiB upload buffered whole and echoed back costs the worker about its size once") {
     constexpr std::size_t size = 32u << 20;
-    cluster_process c(binary_from_env("CLUSTER_ECHO"), 1, {"--max-body", std::to_string(64u << 20)});
+    cluster_process c(program::echo, 1, {"--max-body", std::to_string(64u << 20)});
     pid_t w = only_worker(c);
-    long before = status_kb(w, "VmHWM");
+    long before = status_kib(w, "VmHWM");
     http_client client(c.port());
     std::string body(size, 'u');
     client.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n", 10s);
@@ -63,7 +55,7 @@ TEST_SUITE("memory") {
     CHECK(r.status == 200);
     CHECK(r.body.size() == size);
     CHECK(r.body == body);
-    long grown = status_kb(w, "VmHWM") - before;
+    long grown = status_kib(w, "VmHWM") - before;
     MESSAGE("peak RSS grew by " << grown << " kB for a " << size / 1024 << " kB body");
     // Was ~3x (a growing buffer, a copy into the response, a copy into the
     // output buffer). Slack for the allocator and ASan's redzones.
@@ -80,19 +72,19 @@ TEST_SUITE("memory") {
     // would read as growth: the worker runs without one.
     std::vector<std::string> env;
     if constexpr (!glibc_malloc) env.push_back("ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=0");
-    cluster_process c(binary_from_env("CLUSTER_HELLO"), 1, {"--max-connections", "5000", "--idle-timeout", "60000"},
+    cluster_process c(program::hello, 1, {"--max-connections", "5000", "--idle-timeout", "60000"},
                       env);
     pid_t w = only_worker(c);
     auto settled = [&] {  // every connection closed on the server side
-      return wait_until([&] { return status_kb(w, "VmRSS") > 0 && count_fds(w) < 20; }, 10s);
+      return wait_until([&] { return status_kib(w, "VmRSS") > 0 && count_fds(w) < 20; }, 10s);
     };
     burst(c.port(), 3000);
-    long peak = status_kb(w, "VmRSS");
+    long peak = status_kib(w, "VmRSS");
     REQUIRE(settled());
-    long after_first = status_kb(w, "VmRSS");
+    long after_first = status_kib(w, "VmRSS");
     burst(c.port(), 3000);
     REQUIRE(settled());
-    long after_second = status_kb(w, "VmRSS");
+    long after_second = status_kib(w, "VmRSS");
     MESSAGE("worker RSS: " << peak << " kB with 3,000 open, " << after_first << " kB after they closed, "
                            << after_second << " kB after a second burst closed");
     // The second burst reuses what the first left: no growth per connection.

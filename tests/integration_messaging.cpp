@@ -6,6 +6,7 @@
 // installed, by `promtool check metrics`.
 #include <doctest/doctest.h>
 
+#include "support/cluster_process.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
 
@@ -34,9 +35,6 @@
 using namespace test_support;
 
 namespace {
-
-std::string messaging_binary() { return binary_from_env("CLUSTER_MESSAGING"); }
-std::string counter_binary() { return binary_from_env("CLUSTER_COUNTER"); }
 
 constexpr const char* system_python = "/usr/bin/python3";  // has python3-prometheus-client
 constexpr const char* promtool = "/usr/bin/promtool";
@@ -115,16 +113,6 @@ slot_connections connect_each_slot(std::uint16_t port, int workers = 2) {
   }
   REQUIRE_MESSAGE(found == workers, "could not reach every worker slot");
   return c;
-}
-
-/// `workers` live children of the master, each logged ready, none of them in `gone`.
-bool workers_ready(const cluster_process& cluster, std::size_t workers, const std::set<pid_t>& gone = {}) {
-  auto pids = cluster.worker_pids();
-  if (pids.size() != workers) return false;
-  std::string log = cluster.stderr_text();
-  return std::ranges::all_of(pids, [&](pid_t p) {
-    return !gone.contains(p) && log.find("(pid " + std::to_string(p) + ") ready") != std::string::npos;
-  });
 }
 
 /// Polls GET `target` on `client` until its body contains `text`; the last reply.
@@ -260,7 +248,7 @@ long fact(const std::map<std::string, std::string>& facts, const std::string& ke
 
 /// A counter cluster with an admin endpoint on 127.0.0.1.
 struct counter_with_admin {
-  cluster_process cluster{counter_binary(), 2, {"--admin", "127.0.0.1:0"}};
+  cluster_process cluster{program::counter, 2, {"--admin", "127.0.0.1:0"}};
 
   reply admin(std::string_view target) { return get(cluster.admin_port(), target); }
   std::map<std::string, std::string> status() {
@@ -291,7 +279,7 @@ TEST_SUITE("messaging") {
   // --- Requests to the master ---------------------------------------------------
 
   TEST_CASE("a worker's request is answered by the master's coroutine callback, from every slot") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     for (int s = 0; s < 2; ++s) {
       reply r = get(slots[s], "/request?timeout_ms=2000");
@@ -302,7 +290,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("tasks spawned from the start hooks on this_worker().executor() and this_master().executor() run") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     for (int s = 0; s < 2; ++s) {
       reply r = get(slots[s], "/background?timeout_ms=2000");
@@ -312,7 +300,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("a trivially copyable struct travels both ways with message::of and as") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     reply r = get(slots[1], "/struct?x=3&y=-4");
     CHECK(r.status == 200);
@@ -327,7 +315,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("a request whose callback throws fails with remote_error carrying the reason") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     reply r = get(cluster.port(), "/request-error");
     CHECK(r.status == 502);
     CHECK(r.body.starts_with("remote_error: "));
@@ -335,7 +323,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("a request answered after its timeout fails with timeout, and the late answer harms nothing") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     const auto start = test_clock::now();
     reply r = get(slots[0], "/request-slow?timeout_ms=150&delay_ms=700");
@@ -365,7 +353,7 @@ TEST_SUITE("messaging") {
   // --- Sends and broadcasts -----------------------------------------------------
 
   TEST_CASE("one-way sends reach the master's on_message and its sends reach the worker, in order") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     for (const char* msg : {"alpha", "beta", "gamma"})
       CHECK(get(slots[1], std::string("/send?msg=") + msg).status == 200);
@@ -387,7 +375,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("a worker's message reaches the other worker through the master") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     CHECK(get(slots[0], "/send?msg=hello&to=1").status == 200);
     CHECK(get(slots[1], "/send?msg=hi&to=0").status == 200);
@@ -396,7 +384,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("a worker's broadcast reaches every worker, the sender's own copy before it completes") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     reply r = get(slots[0], "/broadcast?msg=news");
     CHECK(r.status == 200);
@@ -413,7 +401,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("a worker can await its messages with receive() instead of a callback") {
-    cluster_process cluster(messaging_binary(), 2, {"--await-messages"});
+    cluster_process cluster(program::messaging, 2, {"--await-messages"});
     auto slots = connect_each_slot(cluster.port());  // the first request starts each receive loop
     CHECK(get(slots[0], "/broadcast?msg=one").status == 200);
     CHECK(get(slots[1], "/send?msg=two").status == 200);
@@ -424,7 +412,7 @@ TEST_SUITE("messaging") {
   // --- Limits and failures ---------------------------------------------------------
 
   TEST_CASE("a message larger than max_message is refused at the sender, one of exactly max_message passes") {
-    cluster_process cluster(messaging_binary(), 2, {"--max-message", "4096"});
+    cluster_process cluster(program::messaging, 2, {"--max-message", "4096"});
     auto slots = connect_each_slot(cluster.port());
 
     reply r = get(slots[0], "/oversized?bytes=4097");
@@ -456,7 +444,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("a flooding worker meets backpressure, loses nothing, and does not starve the master") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
 
     // A burst in one event-loop turn: try_send refuses past the bounded queue.
@@ -513,7 +501,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("the master's send to a slot whose worker just died fails with no_worker") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     pid_t victim = slots.pid[1];
 
@@ -526,7 +514,7 @@ TEST_SUITE("messaging") {
     CHECK(get(slots[0], "/send-to-slot?slot=7").body == "send: no_worker no live worker in that slot\n");
 
     // Slot 1 gets a new worker, which can be sent to again.
-    REQUIRE(wait_until([&] { return workers_ready(cluster, 2, {victim}); }, 10s));
+    REQUIRE(wait_until([&] { return cluster.workers_ready(2, {victim}); }, 10s));
     CHECK(get(slots[0], "/send-to-slot?slot=1").body == "send: ok\n");
     auto fresh = connect_each_slot(cluster.port());
     CHECK(fresh.pid[1] != victim);
@@ -534,17 +522,17 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("a worker killed from outside is reported to on_worker_exit, where a send to it fails") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     pid_t victim = slots.pid[0];
     REQUIRE(::kill(victim, SIGKILL) == 0);
     reply r = poll_until_contains(slots[1], "/dead-sends", "pid " + std::to_string(victim));
     CHECK(r.body == "slot 0 pid " + std::to_string(victim) + ": no_worker no live worker in that slot\n");
-    REQUIRE(wait_until([&] { return workers_ready(cluster, 2, {victim}); }, 10s));
+    REQUIRE(wait_until([&] { return cluster.workers_ready(2, {victim}); }, 10s));
   }
 
   TEST_CASE("in on_worker_exit, this_master().slots() no longer lists the dead worker's slot") {
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     pid_t victim = slots.pid[0];
     REQUIRE(::kill(victim, SIGKILL) == 0);
@@ -570,7 +558,7 @@ TEST_SUITE("messaging") {
     SUBCASE("a packet larger than the protocol allows") { kind = "huge"; }
     CAPTURE(kind);
 
-    cluster_process cluster(messaging_binary());
+    cluster_process cluster(program::messaging);
     auto slots = connect_each_slot(cluster.port());
     pid_t bad = slots.pid[0];
     reply r = get(slots[0], "/garbage?kind=" + kind);
@@ -580,8 +568,7 @@ TEST_SUITE("messaging") {
     const std::string verdict = "worker 0 (pid " + std::to_string(bad) + ") sent a malformed control message";
     CHECK(cluster.wait_for_log(verdict, 5s));
     CHECK(wait_until([&] { return !process_alive(bad); }, 5s));
-    REQUIRE(wait_until([&] { return workers_ready(cluster, 2, {bad}); }, 10s));
-    INFO("log:\n", cluster.stderr_text());
+    REQUIRE(wait_until([&] { return cluster.workers_ready(2, {bad}); }, 10s));
     CHECK(count_of(cluster.stderr_text(), "malformed control message") == 1);
 
     // The master lives on: the other worker was untouched, both slots serve,
@@ -599,7 +586,7 @@ TEST_SUITE("messaging") {
   // --- examples/counter ------------------------------------------------------------
 
   TEST_CASE("counter: after N sequential and M concurrent requests the next one answers N+M+1") {
-    cluster_process cluster(counter_binary());
+    cluster_process cluster(program::counter);
     constexpr long n = 30;
     std::set<pid_t> answered_by;
     for (long i = 1; i <= n; ++i) {
@@ -651,7 +638,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("counter: after kill -9 of a worker the count continues where it was") {
-    cluster_process cluster(counter_binary());
+    cluster_process cluster(program::counter);
     long last = 0;
     std::set<pid_t> pids;
     for (int i = 0; i < 200 && (pids.size() < 2 || last < 10); ++i) {
@@ -662,7 +649,7 @@ TEST_SUITE("messaging") {
     REQUIRE(pids.size() == 2);
     pid_t victim = *pids.begin();
     REQUIRE(::kill(victim, SIGKILL) == 0);
-    REQUIRE(wait_until([&] { return workers_ready(cluster, 2, {victim}); }, 10s));
+    REQUIRE(wait_until([&] { return cluster.workers_ready(2, {victim}); }, 10s));
 
     // Both workers, the new one included, continue the same count.
     std::set<pid_t> after;
@@ -676,7 +663,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("counter: a broadcast reaches both workers' /last, and /master answers the master's text") {
-    cluster_process cluster(counter_binary());
+    cluster_process cluster(program::counter);
     // Before any broadcast /last is empty on both workers.
     std::set<pid_t> empty_on;
     for (int i = 0; i < 200 && empty_on.size() < 2; ++i) {
@@ -758,7 +745,7 @@ TEST_SUITE("messaging") {
   }
 
   TEST_CASE("admin /metrics counts the answers the server writes itself: 400, 408, 413, 414, 431, 501, 505") {
-    cluster_process cluster{counter_binary(), 1,
+    cluster_process cluster{program::counter, 1,
                             {"--admin", "127.0.0.1:0", "--header-timeout", "300", "--max-body", "10",
                              "--max-target", "64", "--max-header-bytes", "512"}};
     auto metrics = [&] {
@@ -798,7 +785,6 @@ TEST_SUITE("messaging") {
     c.cluster.signal(SIGTERM);
     auto status = c.cluster.wait_exit(15s);
     REQUIRE(status);
-    INFO("log:\n", c.cluster.stderr_text());
     CHECK(exit_code(status) == 0);
   }
 
@@ -949,7 +935,7 @@ TEST_SUITE("messaging") {
   TEST_CASE("--admin unix:PATH serves /status on a socket only its owner may use") {
     temp_path socket_path("admin", ".sock");
     {
-      cluster_process cluster(counter_binary(), 2, {"--admin", "unix:" + socket_path.path()});
+      cluster_process cluster(program::counter, 2, {"--admin", "unix:" + socket_path.path()});
       CHECK(cluster.admin_url() == "unix:" + socket_path.path());
       struct stat st {};
       REQUIRE(::lstat(socket_path.path().c_str(), &st) == 0);
@@ -981,7 +967,7 @@ TEST_SUITE("messaging") {
     for (const char* bad : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:http", ":8080", "unix:"}) {
       CAPTURE(bad);
       auto p =
-          run_program({counter_binary(), "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--admin", bad}, 10s);
+          run_program({path_of(program::counter), "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--admin", bad}, 10s);
       CHECK(exit_code(p.status) == 2);
       CHECK(p.err.find("--admin") != std::string::npos);
       CHECK(p.out.find("listening") == std::string::npos);

@@ -1,9 +1,12 @@
 // A raw-socket HTTP/1.1 client for integration tests: it sends exactly the
-// bytes a test gives it and parses what comes back (status line, headers,
-// body by Content-Length, chunked or until close), so tests can see framing
-// details a real client would hide. Every wait is a poll with a deadline; a
-// missed deadline or a malformed response throws, which fails the test.
+// bytes a test gives it and reads what comes back with the tests' one
+// response reader (response_parser.hpp), a whole response, a head, a chunk at
+// a time or raw bytes, so tests can see framing details a real client would
+// hide. Every wait is a poll with a deadline; a missed deadline or a
+// malformed response throws, which fails the test.
 #pragma once
+
+#include "response_parser.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -32,29 +35,6 @@ namespace test_support {
 
 using namespace std::chrono_literals;
 
-inline bool iequals(std::string_view a, std::string_view b) {
-  return std::ranges::equal(a, b, [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-  });
-}
-
-/// One parsed response.
-struct http_response {
-  std::string version;  ///< "HTTP/1.1"
-  int status = 0;
-  std::string reason;
-  std::vector<std::pair<std::string, std::string>> headers;  ///< in order, as received
-  std::string body;                                          ///< de-chunked
-
-  /// The first field named `name` (case-insensitive), if any.
-  std::optional<std::string> header(std::string_view name) const {
-    for (const auto& [n, v] : headers)
-      if (iequals(n, name)) return v;
-    return std::nullopt;
-  }
-  bool has_header(std::string_view name) const { return header(name).has_value(); }
-};
-
 /// "GET <target> HTTP/1.1" with a Host field and nothing else.
 inline std::string get_request(std::string_view target = "/") {
   return "GET " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -62,8 +42,9 @@ inline std::string get_request(std::string_view target = "/") {
 
 /// "POST <target> HTTP/1.1" with `body` framed by Content-Length.
 inline std::string post_request(std::string_view target, std::string_view body) {
-  return "POST " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+  return "POST " + std::string(target) +
+         " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+         std::string(body);
 }
 
 /// "<method> <target> HTTP/1.1" with a Host field, then `fields` (each
@@ -165,35 +146,9 @@ class http_client {
   /// Reads one complete response within `timeout`. `head` says it answers a
   /// HEAD request, which has no body whatever its Content-Length says.
   http_response read_response(std::chrono::milliseconds timeout = default_timeout, bool head = false) {
-    const auto deadline = clock::now() + timeout;
-    http_response res;
-    parse_status_line(take_line(deadline), res);
-    for (int i = 0; i < 1000; ++i) {
-      std::string line = take_line(deadline);
-      if (line.empty()) break;
-      auto colon = line.find(':');
-      if (colon == std::string::npos || colon == 0) malformed("header line without a name: " + line);
-      res.headers.emplace_back(line.substr(0, colon), trim(std::string_view(line).substr(colon + 1)));
-    }
-
-    bool no_body = head || (res.status >= 100 && res.status < 200) || res.status == 204 || res.status == 304;
-    auto encoding = res.header("Transfer-Encoding");
-    auto length = res.header("Content-Length");
-    if (no_body) {
-      // nothing follows the header block
-    } else if (encoding && iequals(*encoding, "chunked")) {
-      res.body = read_chunked(deadline);
-    } else if (length) {
-      std::size_t n = 0;
-      auto [end, ec] = std::from_chars(length->data(), length->data() + length->size(), n);
-      if (ec != std::errc{} || end != length->data() + length->size()) malformed("Content-Length: " + *length);
-      res.body = take(n, deadline);
-    } else {
-      while (fill(deadline)) {
-      }
-      res.body = std::exchange(in_, {});
-    }
-    return res;
+    reader_.restart(head ? [](std::size_t, const http_response&) { return true; } : head_predicate());
+    read_until(response_reader::stop_at::message, clock::now() + timeout);
+    return without_trailing_whitespace(std::move(reader_.responses().back()));
   }
 
   /// Reads `count` responses in order.
@@ -201,7 +156,8 @@ class http_client {
     const auto deadline = clock::now() + timeout;
     std::vector<http_response> all;
     for (std::size_t i = 0; i < count; ++i)
-      all.push_back(read_response(std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()), 0ms)));
+      all.push_back(
+          read_response(std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()), 0ms)));
     return all;
   }
 
@@ -275,36 +231,18 @@ class http_client {
   /// Reads the status line and header fields of the next response and leaves
   /// its body unread, for read_chunk() or read_exactly().
   http_response read_head(std::chrono::milliseconds timeout = default_timeout) {
-    const auto deadline = clock::now() + timeout;
-    http_response res;
-    parse_status_line(take_line(deadline), res);
-    for (int i = 0; i < 1000; ++i) {
-      std::string line = take_line(deadline);
-      if (line.empty()) return res;
-      auto colon = line.find(':');
-      if (colon == std::string::npos || colon == 0) malformed("header line without a name: " + line);
-      res.headers.emplace_back(line.substr(0, colon), trim(std::string_view(line).substr(colon + 1)));
-    }
-    malformed("more than 1000 header lines");
+    reader_.restart();
+    read_until(response_reader::stop_at::head, clock::now() + timeout);
+    return without_trailing_whitespace(reader_.responses().back());
   }
 
   /// Reads the next chunk of a chunked body whose head read_head() returned:
   /// its data, or nothing for the last chunk (its trailer section is read too).
   std::optional<std::string> read_chunk(std::chrono::milliseconds timeout = default_timeout) {
-    const auto deadline = clock::now() + timeout;
-    std::string size_line = take_line(deadline);
-    std::string_view digits = std::string_view(size_line).substr(0, size_line.find(';'));
-    std::size_t size = 0;
-    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), size, 16);
-    if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size())
-      malformed("chunk size \"" + size_line + "\"");
-    if (size == 0) {
-      for (int i = 0; i < 1000 && !take_line(deadline).empty(); ++i) {
-      }
-      return std::nullopt;
-    }
-    std::string data = take(size, deadline);
-    if (!take_line(deadline).empty()) malformed("chunk not followed by CRLF");
+    read_until(response_reader::stop_at::chunk, clock::now() + timeout);
+    if (reader_.responses().back().complete) return std::nullopt;
+    std::string data(reader_.last_chunk());
+    reader_.responses().back().body.clear();  // a stream may run long
     return data;
   }
 
@@ -360,12 +298,6 @@ class http_client {
   }
   [[noreturn]] void malformed(const std::string& what) const {
     throw std::runtime_error("malformed response: " + what);
-  }
-
-  static std::string trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return std::string(s);
   }
 
   void connect(std::uint16_t port, std::chrono::milliseconds timeout) {
@@ -426,7 +358,7 @@ class http_client {
     if (eof_) return false;
     for (int i = 0; i < 1000; ++i) {
       if (!wait_for(POLLIN, deadline))
-        throw std::runtime_error("timed out waiting for the server; received so far: \"" + in_ + "\"");
+        throw std::runtime_error("timed out waiting for the server; received and not yet parsed: \"" + in_ + "\"");
       char buf[16384];
       ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
       if (n > 0) {
@@ -442,63 +374,47 @@ class http_client {
     return false;
   }
 
-  // One line without its CRLF.
-  std::string take_line(clock::time_point deadline) {
-    for (;;) {
-      if (auto end = in_.find("\r\n"); end != std::string::npos) {
-        std::string line = in_.substr(0, end);
-        in_.erase(0, end + 2);
-        return line;
-      }
-      if (in_.size() > 64 * 1024) malformed("line longer than 64 KiB");
-      if (!fill(deadline)) malformed("connection closed mid-line; received \"" + in_ + "\"");
+  // llhttp leaves the whitespace that may end a field value in it; a client
+  // drops it (RFC 9110 §5.5), and tests compare values without it.
+  static http_response without_trailing_whitespace(http_response res) {
+    for (auto& [name, value] : res.headers)
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+    return res;
+  }
+
+  // Feeds the reader what has arrived, and more as it comes, until it stops
+  // at `where`; what follows the stop stays unread. Throws on a malformed
+  // response, a close before its end and at the deadline.
+  void read_until(response_reader::stop_at where, clock::time_point deadline) {
+    std::size_t parsed = 0;  // bytes of this read, for the messages
+    for (int i = 0; i < 1'000'000; ++i) {
+      auto step = reader_.feed(in_, where);
+      if (!reader_.error().empty()) malformed(reader_.error() + " after " + std::to_string(parsed) + " bytes");
+      parsed += step.used;
+      in_.erase(0, step.used);
+      if (step.stopped) return;
+      if (fill(deadline)) continue;
+      // The server closed: the end of a body delimited by the close, or a
+      // response cut short.
+      if (!reader_.responses().empty() && reader_.finish() && reader_.responses().back().complete) return;
+      malformed("connection closed after " + std::to_string(parsed) + " bytes of a response");
     }
+    malformed("a response of more than a million reads");
   }
 
   std::string take(std::size_t n, clock::time_point deadline) {
     while (in_.size() < n)
       if (!fill(deadline))
-        malformed("connection closed after " + std::to_string(in_.size()) + " of " + std::to_string(n) +
-                  " body bytes");
+        malformed("connection closed after " + std::to_string(in_.size()) + " of " + std::to_string(n) + " body bytes");
     std::string bytes = in_.substr(0, n);
     in_.erase(0, n);
     return bytes;
   }
 
-  void parse_status_line(const std::string& line, http_response& res) const {
-    // HTTP-version SP 3DIGIT SP reason-phrase (RFC 9112 §4)
-    if (line.size() < 13 || !line.starts_with("HTTP/1.") || line[8] != ' ' || line[12] != ' ')
-      malformed("status line \"" + line + "\"");
-    res.version = line.substr(0, 8);
-    auto [end, ec] = std::from_chars(line.data() + 9, line.data() + 12, res.status);
-    if (ec != std::errc{} || end != line.data() + 12) malformed("status code in \"" + line + "\"");
-    res.reason = line.substr(13);
-  }
-
-  std::string read_chunked(clock::time_point deadline) {
-    std::string body;
-    for (int chunks = 0; chunks < 100000; ++chunks) {
-      std::string size_line = take_line(deadline);
-      std::string_view digits = std::string_view(size_line).substr(0, size_line.find(';'));
-      std::size_t size = 0;
-      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), size, 16);
-      if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size())
-        malformed("chunk size \"" + size_line + "\"");
-      if (size == 0) {
-        while (!take_line(deadline).empty()) {
-          // trailer fields: ignored
-        }
-        return body;
-      }
-      body += take(size, deadline);
-      if (!take_line(deadline).empty()) malformed("chunk not followed by CRLF");
-    }
-    malformed("more than 100000 chunks");
-  }
-
   int fd_ = -1;
-  std::string in_;
+  std::string in_;  // received, not yet parsed
   bool eof_ = false;
+  response_reader reader_;
 };
 
 }  // namespace test_support

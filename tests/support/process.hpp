@@ -1,8 +1,8 @@
 // Child processes for integration tests: spawn a program with posix_spawn
 // (never fork the test runner), read its output with bounded waits, and stop
 // it by PID from a destructor so that a failed assertion leaves nothing
-// running. `cluster_process` adds what a cluster master needs on top: the
-// ready line, the port, its workers (found through /proc) and its log.
+// running. A cluster under test is cluster_process (cluster_process.hpp);
+// what /proc says about a process is in proc.hpp.
 #pragma once
 
 #include <algorithm>
@@ -23,7 +23,7 @@
 #include <utility>
 #include <vector>
 
-#include <doctest/doctest.h>
+#include "proc.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -97,94 +97,6 @@ enum class output {
   inherit,  ///< the test runner's own stream
   capture,  ///< kept for the test to read
 };
-
-/// What /proc/<pid>/stat says about a process.
-struct process_status {
-  char state = 0;  ///< R, S, D, Z, ...
-  pid_t ppid = 0;
-  unsigned long long cpu_ticks = 0;  ///< utime + stime, in clock ticks (sysconf(_SC_CLK_TCK) a second)
-};
-
-/// The state and parent of `pid`, or nothing if there is no such process.
-inline std::optional<process_status> read_process_status(pid_t pid) {
-  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(file, stat)) return std::nullopt;
-  // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-  auto close_paren = stat.rfind(')');
-  if (close_paren == std::string::npos) return std::nullopt;
-  std::istringstream rest(stat.substr(close_paren + 1));
-  process_status st;
-  if (!(rest >> st.state >> st.ppid)) return std::nullopt;
-  // pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt, then utime stime.
-  std::string skipped;
-  for (int i = 0; i < 9; ++i) rest >> skipped;
-  unsigned long long utime = 0, stime = 0;
-  if (rest >> utime >> stime) st.cpu_ticks = utime + stime;
-  return st;
-}
-
-/// True while `pid` names a process that is not a zombie.
-inline bool process_alive(pid_t pid) {
-  auto st = read_process_status(pid);
-  return st && st->state != 'Z' && st->state != 'X';
-}
-
-/// Open descriptors of `pid` (entries of /proc/PID/fd), or 0 if it is gone.
-inline std::size_t count_fds(pid_t pid) {
-  std::size_t n = 0;
-  if (DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') ++n;
-    ::closedir(d);
-  }
-  return n;
-}
-
-/// Live processes whose parent is `parent`, read from /proc. Zombies are left
-/// out: they are dead, only not yet reaped.
-inline std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> children;
-  DIR* proc = ::opendir("/proc");
-  if (!proc) throw_errno("opendir(/proc)");
-  while (dirent* entry = ::readdir(proc)) {
-    pid_t pid = 0;
-    std::string_view name = entry->d_name;
-    auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
-    if (ec != std::errc{} || end != name.data() + name.size()) continue;
-    auto st = read_process_status(pid);  // nothing if it exited meanwhile
-    if (st && st->ppid == parent && st->state != 'Z' && st->state != 'X') children.push_back(pid);
-  }
-  ::closedir(proc);
-  return children;
-}
-
-/// Live processes in process group `group`, read from /proc (zombies left
-/// out). A child_process is the leader of its own group and its workers
-/// inherit it, so this finds what a cluster left behind, even reparented.
-inline std::vector<pid_t> group_members(pid_t group) {
-  std::vector<pid_t> members;
-  DIR* proc = ::opendir("/proc");
-  if (!proc) throw_errno("opendir(/proc)");
-  while (dirent* entry = ::readdir(proc)) {
-    pid_t pid = 0;
-    std::string_view name = entry->d_name;
-    auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
-    if (ec != std::errc{} || end != name.data() + name.size()) continue;
-    std::ifstream file("/proc/" + std::string(name) + "/stat");
-    std::string stat;
-    if (!std::getline(file, stat)) continue;  // exited meanwhile
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-    auto close_paren = stat.rfind(')');
-    if (close_paren == std::string::npos) continue;
-    std::istringstream rest(stat.substr(close_paren + 1));
-    char state = 0;
-    pid_t ppid = 0, pgrp = 0;
-    if (rest >> state >> ppid >> pgrp && pgrp == group && state != 'Z' && state != 'X') members.push_back(pid);
-  }
-  ::closedir(proc);
-  return members;
-}
 
 /// A spawned program, in its own process group. The destructor SIGKILLs the
 /// group and reaps the child, whatever state the test left it in.
@@ -389,120 +301,5 @@ inline finished_program run_program(const std::vector<std::string>& argv, std::c
 inline int exit_code(std::optional<int> status) {
   return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
 }
-
-/// A cluster master started with `--host 127.0.0.1 --port 0 --workers N`,
-/// ready (every worker accepting) when the constructor returns.
-class cluster_process {
- public:
-  static constexpr auto ready_timeout = 10s;
-
-  /// Starts `binary` and waits for its ready line; throws with the master's
-  /// stderr if it does not come within ready_timeout.
-  /// `extra_env` ("NAME=value" entries) is added to the runner's environment.
-  /// `launcher`, if given, is a command that execs the rest in the same
-  /// process (e.g. {"/usr/bin/prlimit", "--nofile=64:64"}).
-  explicit cluster_process(const std::string& binary, int workers = 2, std::vector<std::string> extra_args = {},
-                           const std::vector<std::string>& extra_env = {}, std::vector<std::string> launcher = {})
-      : child_(arguments(std::move(launcher), binary, workers, std::move(extra_args)), output::capture,
-               output::capture, extra_env),
-        workers_(workers) {
-    auto line = child_.read_stdout_line(ready_timeout);
-    if (!line) {
-      auto status = child_.wait_exit(500ms);  // did it exit, or is it stuck?
-      throw std::runtime_error("no ready line from " + binary + " (" +
-                               (status ? "it exited with wait status " + std::to_string(*status)
-                                       : "still running after " + std::to_string(ready_timeout.count()) + " s") +
-                               "); its stderr:\n" + child_.stderr_text());
-    }
-    ready_line_ = *line;
-    // "cluster: master <PID> listening on http://127.0.0.1:<PORT> with <N> workers"
-    const std::string master = "cluster: master " + std::to_string(child_.pid()) + " listening on ";
-    const std::string address = "http://127.0.0.1:";
-    auto at = ready_line_.find(address);
-    if (!ready_line_.starts_with(master) || at == std::string::npos)
-      throw std::runtime_error("unexpected ready line: " + ready_line_);
-    const char* digits = ready_line_.data() + at + address.size();
-    auto [end, ec] = std::from_chars(digits, ready_line_.data() + ready_line_.size(), port_);
-    if (ec != std::errc{} || port_ <= 0 || port_ > 65535)
-      throw std::runtime_error("no port in ready line: " + ready_line_);
-    std::string_view rest(end);
-    const std::string announced = " with " + std::to_string(workers) + " workers";
-    if (!rest.starts_with(announced))
-      throw std::runtime_error("ready line does not announce " + std::to_string(workers) + " workers: " + ready_line_);
-    rest.remove_prefix(announced.size());
-    // With --admin: "..., admin on http://127.0.0.1:<PORT>" or ", admin on unix:<PATH>".
-    if (constexpr std::string_view admin = ", admin on "; rest.starts_with(admin)) {
-      admin_url_ = std::string(rest.substr(admin.size()));
-      rest = {};
-    }
-    if (!rest.empty()) throw std::runtime_error("unexpected end of the ready line: " + ready_line_);
-  }
-
-  cluster_process(const cluster_process&) = delete;
-  cluster_process& operator=(const cluster_process&) = delete;
-
-  /// Kills the cluster (child_process does), and fails the running test if a
-  /// sanitizer reported anything in the cluster's log: UBSan keeps the
-  /// process running, so no other assertion would notice.
-  ~cluster_process() {
-    std::string log = child_.stderr_text();
-    if (log.find("Sanitizer") != std::string::npos || log.find("runtime error:") != std::string::npos)
-      FAIL_CHECK("sanitizer report in the cluster's log:\n", log);
-  }
-
-  pid_t pid() const noexcept { return child_.pid(); }
-  std::uint16_t port() const noexcept { return static_cast<std::uint16_t>(port_); }
-  int workers() const noexcept { return workers_; }
-  const std::string& ready_line() const noexcept { return ready_line_; }
-
-  /// The admin endpoint announced in the ready line ("http://127.0.0.1:9090",
-  /// "unix:/run/x.sock"), empty without --admin.
-  const std::string& admin_url() const noexcept { return admin_url_; }
-
-  /// The admin endpoint's TCP port on 127.0.0.1; throws if the ready line
-  /// announced none.
-  std::uint16_t admin_port() const {
-    const std::string prefix = "http://127.0.0.1:";
-    int port = 0;
-    if (admin_url_.starts_with(prefix)) {
-      const char* digits = admin_url_.data() + prefix.size();
-      auto [end, ec] = std::from_chars(digits, admin_url_.data() + admin_url_.size(), port);
-      if (ec == std::errc{} && end == admin_url_.data() + admin_url_.size() && port > 0 && port <= 65535)
-        return static_cast<std::uint16_t>(port);
-    }
-    throw std::runtime_error("no admin endpoint on 127.0.0.1 in the ready line: " + ready_line_);
-  }
-
-  /// The master's live children: its workers.
-  std::vector<pid_t> worker_pids() const { return children_of(child_.pid()); }
-
-  /// Sends `signo` to the master.
-  void signal(int signo) const { child_.signal(signo); }
-
-  /// Waits up to `timeout` for the master to exit; its wait status, if it did.
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout) { return child_.wait_exit(timeout); }
-
-  /// The master's and workers' lifecycle log so far.
-  std::string stderr_text() const { return child_.stderr_text(); }
-
-  /// Waits up to `timeout` for the log to contain `text`.
-  bool wait_for_log(const std::string& text, std::chrono::milliseconds timeout) const {
-    return wait_until([&] { return stderr_text().find(text) != std::string::npos; }, timeout);
-  }
-
- private:
-  static std::vector<std::string> arguments(std::vector<std::string> argv, const std::string& binary, int workers,
-                                            std::vector<std::string> extra) {
-    argv.insert(argv.end(), {binary, "--host", "127.0.0.1", "--port", "0", "--workers", std::to_string(workers)});
-    argv.insert(argv.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
-    return argv;
-  }
-
-  child_process child_;
-  int workers_;
-  int port_ = 0;
-  std::string ready_line_;
-  std::string admin_url_;
-};
 
 }  // namespace test_support
