@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <new>
 #include <system_error>
+#include <vector>
 
 #include <sys/mman.h>
 
@@ -114,7 +115,7 @@ inline std::int64_t monotonic_ns() noexcept {
       .count();
 }
 
-/// The region of worker cells.
+/// The region of worker cells, and which of them live processes use.
 class shared_region {
  public:
   explicit shared_region(std::size_t cells) : count_(cells), bytes_(cells * sizeof(worker_cell)) {
@@ -129,8 +130,30 @@ class shared_region {
 
   worker_cell& cell(std::size_t i) noexcept { return cells_[i]; }
   std::size_t size() const noexcept { return count_; }
+  /// The index of a cell of this region.
+  std::size_t index_of(const worker_cell* c) const noexcept { return static_cast<std::size_t>(c - cells_); }
+
+  /// A cell for a new process, zeroed. More processes than cells can only
+  /// mean many stuck drains: the last cell is then shared rather than a
+  /// worker refused.
+  std::size_t take() noexcept {
+    std::size_t c;
+    if (!free_.empty()) {
+      c = free_.back();
+      free_.pop_back();
+    } else {
+      c = next_ < count_ ? next_++ : count_ - 1;
+    }
+    cells_[c].reset();
+    return c;
+  }
+
+  /// Gives back the cell of a process that exited.
+  void give(std::size_t c) { free_.push_back(c); }
 
  private:
+  std::vector<std::size_t> free_;
+  std::size_t next_ = 0;
   std::size_t count_;
   std::size_t bytes_;
   worker_cell* cells_ = nullptr;

@@ -3,64 +3,17 @@
 // as Prometheus text exposition format 0.0.4, as JSON, or as a table.
 #pragma once
 
+#include <cluster/detail/process_stats.hpp>
 #include <cluster/detail/shared_region.hpp>
 
 #include <cinttypes>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include <dirent.h>
 #include <sys/types.h>
-#include <unistd.h>
 
 namespace cluster::detail {
-
-/// A process's resource use, from /proc.
-struct process_stats {
-  double cpu_seconds = 0;         ///< user + system time
-  std::uint64_t rss_bytes = 0;    ///< resident set size
-  std::uint64_t vsize_bytes = 0;  ///< virtual memory size
-  double start_time = 0;          ///< seconds since the epoch
-  int open_fds = 0;
-  bool found = false;
-};
-
-/// Reads /proc/<pid>/stat and counts /proc/<pid>/fd.
-inline process_stats read_process_stats(pid_t pid) {
-  process_stats p;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(in, stat)) return p;
-  // The command name may hold spaces and parentheses: fields follow the last ')'.
-  auto close = stat.rfind(')');
-  if (close == std::string::npos) return p;
-  std::istringstream rest(stat.substr(close + 2));
-  std::vector<std::string> f;
-  for (std::string x; rest >> x;) f.push_back(x);
-  if (f.size() < 22) return p;
-  // Fields from "state" (3) on: utime 14, stime 15, starttime 22, vsize 23, rss 24.
-  double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  p.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;
-  double boot = 0;
-  {
-    std::ifstream s("/proc/stat");
-    for (std::string line; std::getline(s, line);)
-      if (line.starts_with("btime ")) boot = std::stod(line.substr(6));
-  }
-  p.start_time = boot + std::stod(f[19]) / ticks;
-  p.vsize_bytes = std::stoull(f[20]);
-  p.rss_bytes = std::stoull(f[21]) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  if (DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') ++p.open_fds;
-    ::closedir(d);
-  }
-  p.found = true;
-  return p;
-}
 
 /// One slot as shown by the admin endpoint.
 struct slot_status {
@@ -122,11 +75,21 @@ inline void sample(std::string& out, const std::string& name, const std::string&
 
 inline std::string slot_label(const slot_status& s) { return "slot=\"" + std::to_string(s.slot) + "\""; }
 
+// A JSON string's contents (RFC 8259 section 7): quote, backslash and the
+// control characters escaped; other bytes pass as they are.
 inline std::string json_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char u[8];
+      std::snprintf(u, sizeof u, "\\u%04x", static_cast<unsigned>(c));
+      out += u;
+    } else {
+      out += c;
+    }
   }
   return out;
 }

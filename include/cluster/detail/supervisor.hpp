@@ -1,0 +1,411 @@
+// The master's supervision, apart from forking: it owns the slot table
+// and carries out what the parts decide, in the spirit of nginx's process
+// cycle (an event, a decision, an action): worker messages and exits go
+// through the slot table and the respawn policy, the supervision tick through
+// the health monitor, SIGHUP through the rolling reload, SIGTTIN/SIGTTOU
+// through scaling. It tells Cluster<Handler> (master.hpp) what to fork next.
+#pragma once
+
+#include <cluster/detail/asio.hpp>
+#include <cluster/detail/channel.hpp>
+#include <cluster/detail/control.hpp>
+#include <cluster/detail/health_monitor.hpp>
+#include <cluster/detail/limits.hpp>
+#include <cluster/detail/listener.hpp>
+#include <cluster/detail/log.hpp>
+#include <cluster/detail/master_messenger.hpp>
+#include <cluster/detail/process.hpp>
+#include <cluster/detail/process_stats.hpp>
+#include <cluster/detail/respawn_policy.hpp>
+#include <cluster/detail/respawner.hpp>
+#include <cluster/detail/rolling_reload.hpp>
+#include <cluster/detail/scaling.hpp>
+#include <cluster/detail/shared_region.hpp>
+#include <cluster/detail/slot_sockets.hpp>
+#include <cluster/detail/slot_table.hpp>
+#include <cluster/detail/status_snapshot.hpp>
+#include <cluster/detail/worker.hpp>
+#include <cluster/messaging.hpp>
+#include <cluster/options.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace cluster::detail {
+
+/// A worker the master is to fork: its set-up, and whether it replaces the
+/// slot's current worker (a successor) or fills an empty slot.
+struct fork_plan {
+  worker_setup setup;
+  bool successor = false;
+};
+
+/// The master's state and decisions; Cluster<Handler> adds the forking.
+class supervisor final : private control, private master_context, private worker_listener {
+  using clock = std::chrono::steady_clock;
+  using ms = std::chrono::milliseconds;
+
+ public:
+  /// `opts` must be valid; `cells` holds a block per worker process.
+  supervisor(asio::io_context& io, const options& opts, shared_region& cells) : io_(io), opts_(opts), cells_(cells) {}
+  supervisor(const supervisor&) = delete;
+  supervisor& operator=(const supervisor&) = delete;
+
+  /// Opens options::effective_workers() slots listening on `address`, whose
+  /// port `port` was claimed. Throws std::system_error naming the address.
+  void open_slots(const listen_address& address, int port) {
+    sockets_.bind(address, port, opts_.backlog);
+    for (int i = 0; i < opts_.effective_workers(); ++i) table_.add_slot(sockets_.open());
+    scaling_.track();
+    sockets_.steer(table_);
+  }
+
+  /// Starts supervising: every slot gets its first worker, the tick runs.
+  /// `admin_url` is shown in the ready line when the admin endpoint is on.
+  void start(std::string admin_url) {
+    admin_url_ = std::move(admin_url);
+    log_line("master", "starting " + std::to_string(table_.slots().size()) + " workers on " + sockets_.address().to_string(sockets_.port()));
+    for (const slot_record& s : table_.slots()) pending_.push_back({s.index, false});
+    asio::co_spawn(io_, supervise(), asio::detached);
+  }
+
+  /// The next worker to fork, if any: requests the slot no longer accepts
+  /// (retired, or already replaced) are dropped on the way.
+  std::optional<fork_plan> next_fork() {
+    while (!pending_.empty() && !stopping_) {
+      auto [index, successor] = pending_.front();
+      pending_.pop_front();
+      if (table_.can_fork(index, successor)) return plan(index, successor);
+      if (successor) follow(reload_.passed_over(index, replaceable_));  // nothing left to replace
+    }
+    pending_.clear();
+    return std::nullopt;
+  }
+
+  /// The planned worker runs as `pid`; `channel_fd` is the master's end of its channel.
+  void forked(const fork_plan& p, pid_t pid, int channel_fd) {
+    const slot_record& s = *table_.slot(p.setup.slot);
+    table_.add_worker(s.index, pid, cells_.index_of(p.setup.cell), p.successor, clock::now());
+    messenger_.attach(pid, s.index, channel_fd);
+    log_line("master", "worker " + std::to_string(s.index) + " started (pid " + std::to_string(pid) + ")" +
+                           (p.successor ? " to replace pid " + std::to_string(s.current) : ""));
+  }
+
+  /// The master could not make a process for the plan (out of descriptors,
+  /// processes or memory). No worker died, so the crash policy counts
+  /// nothing: the slot tries again later; a reload waiting for it stops, and
+  /// a slot's current worker keeps serving.
+  void cannot_start(const fork_plan& p, const std::string& why) {
+    cells_.give(cells_.index_of(p.setup.cell));
+    const std::string slot_name = "slot " + std::to_string(p.setup.slot);
+    log_line("master", "cannot start a worker for " + slot_name + " (" + why + "); " +
+                           (p.successor ? "its current worker keeps serving"
+                                        : "trying again in " + std::to_string(cannot_start_retry.count()) + " ms"));
+    if (!p.successor)
+      respawner_.schedule(p.setup.slot, cannot_start_retry);
+    else
+      reload_.failed(p.setup.slot, "cannot start the new worker for " + slot_name);
+  }
+
+  /// In a freshly forked worker of `slot`: closes the other slots' sockets
+  /// and the master's channel ends.
+  void close_in_child(int slot) noexcept {
+    sockets_.close_in_child(table_, slot);
+    messenger_.close_in_child();
+  }
+
+  /// SIGCHLD: collects every exited worker.
+  void reap() {
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) on_exit(pid, status);
+    if (stopping_ && table_.workers().empty()) finish();
+  }
+
+  /// SIGTERM, SIGINT: every worker drains by shutdown_timeout; a second one stops now.
+  void graceful_stop(int signo) {
+    if (stopping_) {
+      stop_now(signal_name(signo) + " during a graceful stop");
+      return;
+    }
+    stopping_ = true;
+    cancel_pending_work();
+    log_line("master", signal_name(signo) + ": graceful stop of " + std::to_string(table_.workers().size()) +
+                           " workers (deadline " + std::to_string(opts_.shutdown_timeout.count()) + " ms)");
+    for (worker_record& w : table_.workers()) drain(w, "stopping");
+    if (table_.workers().empty()) finish();
+  }
+
+  /// SIGQUIT, a boot loop: every worker is killed at once; `why` goes to the log.
+  void stop_now(const std::string& why) {
+    stopping_ = true;
+    cancel_pending_work();
+    log_line("master", why + ": fast stop, killing " + std::to_string(table_.workers().size()) + " workers");
+    for (worker_record& w : table_.workers()) kill_worker(w, true);
+    if (table_.workers().empty()) finish();
+  }
+
+  /// SIGTTIN (+1), SIGTTOU (-1): one slot more or less, never below one.
+  void scale_by(int step) {
+    int active = table_.active_slots();
+    if (step < 0 && active <= 1)
+      log_line("master", "SIGTTOU ignored: already at one worker");
+    else
+      scale(std::min(active + step, max_slots));
+  }
+
+  /// The cluster as the admin endpoint shows it.
+  cluster_status snapshot() {
+    std::string state = stopping_ ? "stopping" : reload_.active() ? "reloading" : announced_ ? "running" : "starting";
+    return take_snapshot(table_, cells_, {started_at_, std::move(state), stopping_}, clock::now());
+  }
+
+  /// True once every worker is gone after a stop.
+  bool finished() const noexcept { return finished_; }
+  /// 0 after a clean stop, 1 when workers were killed at the stop deadline, 3 after a boot loop.
+  int exit_code() const noexcept { return exit_code_; }
+  /// What cluster::reload() and cluster::scale() reach in the master.
+  control& lifecycle() noexcept { return *this; }
+  /// What cluster::this_master() returns.
+  master_context& context() noexcept { return *this; }
+
+ private:
+  fork_plan plan(int index, bool successor) {
+    std::size_t cell = cells_.take();
+    fork_plan p{.setup = {.slot = index,
+                          .family = sockets_.address().family(),
+                          .listen_fd = table_.slot(index)->listen_fd,
+                          .cell = &cells_.cell(cell)},
+                .successor = successor};
+    if (opts_.max_requests != 0)
+      p.setup.request_limit =
+          opts_.max_requests + (opts_.max_requests_jitter ? rng_() % (opts_.max_requests_jitter + 1) : 0);
+    return p;
+  }
+
+  // --- What workers say (master_messenger) ----------------------------------
+
+  void worker_ready(pid_t pid) override {
+    ready_outcome out = table_.ready(pid);
+    if (!out.first) return;
+    const worker_record& w = *table_.find(pid);
+    log_line("master", worker_name(w) + " ready");
+    if (worker_record* old = table_.find(out.replaced)) drain(*old, "replaced by pid " + std::to_string(pid));
+    if (out.serves) {
+      respawn_policy::note_ready(table_.slot(w.slot)->backoff);  // early deaths end once it is healthy
+      sockets_.steer(table_);
+      follow(reload_.serving(w.slot, replaceable_));
+    }
+    if (announced_ || stopping_ || !table_.all_serving()) return;
+    announced_ = true;
+    std::printf("cluster: master %d listening on http://%s with %d workers%s\n", static_cast<int>(::getpid()),
+                sockets_.address().to_string(sockets_.port()).c_str(), table_.active_slots(),
+                admin_url_.empty() ? "" : (", admin on " + admin_url_).c_str());
+    std::fflush(stdout);
+  }
+
+  void worker_wants_recycle(pid_t pid) override {
+    if (worker_record* w = table_.find(pid))
+      recycle(*w, "answered " + std::to_string(cells_.cell(w->cell).requests.load(std::memory_order_relaxed)) +
+                      " requests (max_requests)");
+  }
+
+  void worker_malformed(pid_t pid) override {
+    if (worker_record* w = table_.find(pid)) {
+      log_line("master", worker_name(*w) + " sent a malformed control message; replacing it");
+      kill_worker(*w, false);
+    }
+  }
+
+  // --- Actions on one worker -------------------------------------------------
+
+  void drain(worker_record& w, const std::string& why) {
+    if (!table_.drain(w, clock::now() + opts_.shutdown_timeout)) return;
+    log_line("master", worker_name(w) + " draining: " + why);
+    if (!messenger_.command(w.pid, message_kind::drain)) ::kill(w.pid, SIGTERM);
+  }
+
+  void kill_worker(worker_record& w, bool asked) {
+    table_.kill(w, asked);
+    ::kill(w.pid, SIGKILL);
+  }
+
+  // Replace one worker: its successor is ready before it drains.
+  void recycle(const worker_record& w, const std::string& why) {
+    if (stopping_ || !table_.replaceable(w)) return;
+    log_line("master", worker_name(w) + " " + why + "; starting its replacement");
+    pending_.push_back({w.slot, true});
+  }
+
+  // --- Exits and respawns ----------------------------------------------------
+
+  void on_exit(pid_t pid, int status) {
+    const worker_record* w = table_.find(pid);
+    if (!w) return;
+    worker_exit info{.slot = w->slot,
+                     .pid = pid,
+                     .exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                     .signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                     .uptime = std::chrono::duration_cast<ms>(clock::now() - w->started),
+                     .expected = w->asked_to_leave || stopping_};
+    log_line("master", worker_name(*w) + " " + describe_wait_status(status) + " after " +
+                           std::to_string(info.uptime.count()) + " ms" + (w->booted ? "" : " (before it was ready)"));
+    messenger_.detach(pid);
+    exit_outcome out = table_.exited(pid, stopping_);  // `w` is gone from here on
+    slot_record* s = table_.slot(out.worker.slot);
+    if (s) s->folded.add(cells_.cell(out.worker.cell));
+    cells_.give(out.worker.cell);
+    if (opts_.on_worker_exit) {
+      try {
+        opts_.on_worker_exit(info);
+      } catch (const std::exception& e) {
+        log_line("master", std::string("on_worker_exit hook threw: ") + e.what());
+      }
+    }
+    if (!s) return;
+    if (out.was_successor) {
+      // A replacement died before it was ready: the old worker keeps serving,
+      // so this is no boot loop of the slot.
+      const std::string slot_name = "slot " + std::to_string(s->index);
+      auto step = reload_.failed(s->index, "the new worker for " + slot_name + " " + describe_wait_status(status) +
+                                               " before it was ready");
+      if (step.what == reload_step::kind::none && !stopping_)
+        log_line("master", "replacement for " + slot_name + " failed; pid " +
+                               std::to_string(s->current) + " keeps serving");
+    } else if (out.was_current && s->active() && !stopping_) {
+      sockets_.steer(table_);  // new connections go to the slots that serve meanwhile
+      if (out.needs_worker) {
+        ++s->restarts;
+        if (std::string why = respawner_.after_death(*s, info, out.worker.booted); !why.empty()) {
+          log_line("master", why);
+          exit_code_ = 3;
+          stop_now("boot loop");
+        }
+      }
+    }
+    if (out.slot_removed) {
+      sockets_.close_removed(table_);
+      if (!stopping_) scaling_.apply();
+    }
+  }
+
+  // --- Reload and scale --------------------------------------------------------
+
+  bool reload() override {
+    if (stopping_) return false;
+    std::vector<int> order;
+    for (const slot_record& s : table_.slots())
+      if (s.active()) order.push_back(s.index);
+    follow(reload_.begin(std::move(order), replaceable_));
+    return true;
+  }
+
+  // The rolling reload decides and reports; the master forks what it names.
+  void follow(const reload_step& step) {
+    if (step.what == reload_step::kind::replace) pending_.push_back({step.slot, true});
+  }
+
+  bool scale(int workers) override { return !stopping_ && scaling_.scale(workers); }
+
+  // --- master_context ----------------------------------------------------------
+
+  std::error_code send(int slot, const message& m) override {
+    const slot_record* s = table_.slot(slot);
+    return messenger_.send(s ? s->current : -1, m);
+  }
+  std::size_t broadcast(const message& m) override { return messenger_.broadcast(m); }
+  asio::any_io_executor executor() override { return io_.get_executor(); }
+  std::vector<int> slots() const override { return table_.live_slots(); }
+
+  // --- Supervision tick and stopping ------------------------------------------
+
+  /// The supervision tick: deadlines, heartbeats and memory (health_monitor.hpp).
+  asio::awaitable<void> supervise() {
+    asio::steady_timer timer(io_);
+    while (!finished_) {
+      timer.expires_after(health_.period());
+      auto [ec] = co_await timer.async_wait(use_tuple);
+      if (ec || finished_) co_return;
+      auto now = clock::now();
+      std::int64_t now_ns = monotonic_ns();
+      bool check_memory = health_.memory_check_due(now);
+      for (worker_record& w : table_.workers()) {
+        using enum health_verdict::kind;
+        health_verdict v =
+            health_.check(w, now, now_ns, cells_.cell(w.cell).heartbeat_ns.load(std::memory_order_relaxed));
+        if (v.what != fine) log_line("master", worker_name(w) + " " + health_.explain(v));
+        if (v.what == kill_undrained && stopping_) exit_code_ = std::max(exit_code_, 1);
+        if (v.what == abort_hung) {
+          table_.hang(w, health_.kill_deadline(now));
+          ::kill(w.pid, SIGABRT);
+        } else if (v.what != fine) {
+          kill_worker(w, false);
+          if (v.what != kill_hung) continue;
+        }
+        note_healthy(w, now);
+        if (check_memory && w.state == worker_state::ready) {
+          std::uint64_t rss = resident_bytes(w.pid);
+          if (health_.over_memory(rss))
+            recycle(w, "uses " + std::to_string(rss >> 20) + " MiB resident (max_memory " +
+                           std::to_string(opts_.max_memory >> 20) + " MiB)");
+        }
+      }
+    }
+  }
+
+  // A slot's worker up healthy_after ends the slot's run of early deaths:
+  // its next death respawns at once.
+  void note_healthy(const worker_record& w, clock::time_point now) {
+    slot_record* s = table_.slot(w.slot);
+    if (!s || s->current != w.pid || w.state != worker_state::ready) return;
+    if (int ended = respawner_.policy().note_uptime(s->backoff, now - w.started))
+      log_line("master", worker_name(w) + " up " + std::to_string(opts_.healthy_after.count()) +
+                             " ms: healthy, slot backoff reset after " + std::to_string(ended) + " early deaths");
+  }
+
+  void cancel_pending_work() {
+    pending_.clear();
+    reload_.cancel();
+    respawner_.stop();
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    log_line("master", exit_code_ == 0 ? "stopped" : "stopped (exit code " + std::to_string(exit_code_) + ")");
+    io_.stop();
+  }
+
+  asio::io_context& io_;
+  const options& opts_;
+  shared_region& cells_;
+  std::string admin_url_;
+  slot_table table_;
+  std::mt19937_64 rng_{std::random_device{}()};
+  health_monitor health_{opts_};
+  rolling_reload reload_{opts_.on_reload};
+  // A slot without a live worker gets a fresh one from its respawn anyway.
+  std::function<bool(int)> replaceable_ = [this](int index) { return table_.has_worker_to_replace(index); };
+  slot_sockets sockets_;
+  master_messenger messenger_{io_, opts_, static_cast<worker_listener&>(*this), static_cast<control&>(*this)};
+  fork_queue pending_;
+  respawner respawner_{io_, opts_, table_, pending_};
+  scaling scaling_{opts_, table_, sockets_, respawner_, messenger_, pending_};
+  clock::time_point started_at_ = clock::now();
+  bool announced_ = false;
+  bool stopping_ = false;
+  bool finished_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace cluster::detail
