@@ -20,4 +20,8 @@ inline constexpr std::size_t message_header_size = 24;
 /// Largest payload a single control-channel message can carry (163,816).
 inline constexpr std::size_t max_payload = max_packet - message_header_size;
 
+/// Bytes of messages a process keeps queued for one channel before senders
+/// get backpressure (try_send fails with `full`, send waits).
+inline constexpr std::size_t channel_queue_bytes = 1 << 20;
+
 }  // namespace cluster::detail

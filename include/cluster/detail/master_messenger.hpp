@@ -11,7 +11,6 @@
 #include <cluster/detail/control.hpp>
 #include <cluster/detail/limits.hpp>
 #include <cluster/detail/log.hpp>
-#include <cluster/detail/worker.hpp>
 #include <cluster/messaging.hpp>
 #include <cluster/options.hpp>
 

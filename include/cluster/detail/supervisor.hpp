@@ -24,7 +24,7 @@
 #include <cluster/detail/slot_sockets.hpp>
 #include <cluster/detail/slot_table.hpp>
 #include <cluster/detail/status_snapshot.hpp>
-#include <cluster/detail/worker.hpp>
+#include <cluster/detail/worker_setup.hpp>
 #include <cluster/messaging.hpp>
 #include <cluster/options.hpp>
 

@@ -14,6 +14,7 @@
 #include <cluster/detail/process.hpp>
 #include <cluster/detail/shared_region.hpp>
 #include <cluster/detail/worker_messenger.hpp>
+#include <cluster/detail/worker_setup.hpp>
 #include <cluster/handler.hpp>
 #include <cluster/options.hpp>
 
@@ -27,19 +28,6 @@
 
 namespace cluster::detail {
 
-/// What the master hands a worker it forks.
-struct worker_setup {
-  int slot = 0;
-  int family = AF_INET;
-  int listen_fd = -1;
-  int channel_fd = -1;
-  worker_cell* cell = nullptr;
-  std::uint64_t request_limit = 0;  ///< 0: never recycle
-};
-
-/// Bytes of messages a process keeps queued for one channel before senders
-/// get backpressure (try_send fails with `full`, send waits).
-inline constexpr std::size_t channel_queue_bytes = 1 << 20;
 
 template <class Handler>
 class Worker final : private control {
