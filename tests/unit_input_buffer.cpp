@@ -23,9 +23,7 @@ std::size_t read_into(input_buffer& in, std::string_view bytes, std::size_t keep
   return n;
 }
 
-std::string_view at(const input_buffer& in, std::size_t from, std::size_t to) {
-  return {in.data() + from, to - from};
-}
+std::string_view at(const input_buffer& in, std::size_t from, std::size_t to) { return {in.data() + from, to - from}; }
 
 }  // namespace
 

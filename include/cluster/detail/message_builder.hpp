@@ -89,7 +89,6 @@ class message_builder {
     return s;
   }
 
-
   /// Streaming: pause after the head and after each body piece instead of
   /// buffering the body.
   void set_streaming(bool on) noexcept { streaming_ = on; }
@@ -170,7 +169,6 @@ class message_builder {
     request_.source_ = nullptr;
     request_.body_read_ = false;
   }
-
 
  private:
   // Where a field line is, from its message's start (the buffer may move the
@@ -349,7 +347,6 @@ class message_builder {
     msg_.stage = message_stage::complete;
     return HPE_PAUSED;  // one request at a time; consume() resumes
   }
-
 
   const options& limits_;
   const llhttp_t& http_;
