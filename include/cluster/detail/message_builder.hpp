@@ -137,7 +137,7 @@ class message_builder {
   void next_message() noexcept {
     msg_ = {};
     spans_.clear();
-    if (body_.capacity() > 64 * 1024) body_ = std::string();
+    if (body_.capacity() > kept_body_capacity) body_ = std::string();
     body_.clear();
   }
 
@@ -177,6 +177,9 @@ class message_builder {
     std::size_t name_off, name_len, value_off, value_len;
   };
   using field_kind = message_state::field_kind;
+  // The most body storage kept for the next request: a normal body's, not a
+  // huge one's.
+  static constexpr std::size_t kept_body_capacity = 64 * 1024;
 
   static message_builder& self(llhttp_t* p) noexcept { return *static_cast<message_builder*>(p->data); }
 
