@@ -1,5 +1,5 @@
 // Unit tests: the request parser (llhttp, limits, framing) without sockets.
-#include <cluster/detail/parser.hpp>
+#include <cluster/detail/request_parser.hpp>
 
 #include <doctest/doctest.h>
 
@@ -356,7 +356,7 @@ TEST_SUITE("unit") {
     for (int i = 0; i < 20; ++i) in += "X-" + std::to_string(i) + ": 0123456789\r\n";
     in += "\r\n";
     REQUIRE(in.size() > 256);
-    REQUIRE(in.size() < cluster::detail::request_parser::initial_buffer);
+    REQUIRE(in.size() < cluster::detail::input_buffer::initial_capacity);
     CHECK(feed(in, 4096, o).error == 431);
   }
 

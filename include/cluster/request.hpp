@@ -29,7 +29,7 @@ class http_error : public std::runtime_error {
 };
 
 namespace detail {
-class request_parser;
+class message_builder;
 
 /// Where a streaming handler's request body comes from: its connection.
 class body_source {
@@ -142,7 +142,7 @@ class request {
   bool keep_alive() const noexcept { return keep_alive_; }
 
  private:
-  friend class detail::request_parser;
+  friend class detail::message_builder;
 
   asio::awaitable<std::string_view> buffered_piece() {
     std::string_view piece = body_read_ ? std::string_view{} : body_;

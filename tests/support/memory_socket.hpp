@@ -127,12 +127,6 @@ class memory_socket {
     wire_->closed = true;
   }
   bool is_open() const noexcept { return wire_->open; }
-  std::size_t available(asio::error_code& ec) const {
-    ec = {};
-    std::size_t n = 0;
-    for (std::size_t i = wire_->next; i < wire_->input.size(); ++i) n += wire_->input[i].size();
-    return n - (wire_->next < wire_->input.size() ? wire_->offset : 0);
-  }
 
  private:
   executor_type executor_;

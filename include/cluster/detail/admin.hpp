@@ -73,15 +73,13 @@ class admin_server {
   void close_descriptors_in_child() noexcept {
     if (tcp_.is_open()) ::close(tcp_.native_handle());
     if (local_.is_open()) ::close(local_.native_handle());
-    close_connections<asio::ip::tcp::socket>(tcp_state_);
-    close_connections<asio::local::stream_protocol::socket>(local_state_);
+    close_connections(tcp_state_);
+    close_connections(local_state_);
   }
 
  private:
-  template <class Socket>
   static void close_connections(server_state& state) noexcept {
-    for (connection_link* l = state.connections.next; l != &state.connections; l = l->next)
-      ::close(static_cast<basic_connection<Socket>*>(l)->native_handle());
+    state.connections.for_each([](open_connection& c) { ::close(c.native_handle()); });
   }
 
   template <class Acceptor>
@@ -110,7 +108,7 @@ class admin_server {
   }
 
   asio::io_context& io_;
-  server_state& tcp_state_;  // one list per socket type: the child closes them by type
+  server_state& tcp_state_;  // one per listener
   server_state& local_state_;
   render_fn render_;
   asio::ip::tcp::acceptor tcp_;

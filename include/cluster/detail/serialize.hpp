@@ -33,6 +33,9 @@ constexpr bool status_has_body(int status) noexcept {
   return status >= 200 && status != 204 && status != 304;
 }
 
+/// True when `status` may answer a request: a final one (RFC 9110 §15).
+constexpr bool is_final_status(int status) noexcept { return status >= 200 && status <= 999; }
+
 /// True when the handler asked for the connection to close after `res`.
 inline bool wants_close(const response& res) noexcept {
   if (!res.headers.contains("Connection")) return false;  // the usual case, known without a scan

@@ -28,9 +28,8 @@
 
 namespace cluster::detail {
 
-
 template <class Handler>
-class Worker final : private control {
+class Worker final : private control, private connection_events {
  public:
   /// The setup's descriptors are this worker's; it closes its copies when it
   /// is done (the master keeps its own listening socket).
@@ -38,7 +37,7 @@ class Worker final : private control {
       : handler_(handler),
         opts_(opts),
         slot_(setup.slot),
-        state_(opts),
+        state_(opts, this),
         acceptor_(io_),
         channel_(std::make_shared<channel_endpoint>(io_, setup.channel_fd, channel_queue_bytes)),
         signals_(io_),
@@ -49,9 +48,6 @@ class Worker final : private control {
     signals_.assign(open_signalfd(signal_set_of({SIGTERM})));
     state_.cell = setup.cell;
     state_.request_limit = setup.request_limit;
-    state_.owner = this;
-    state_.on_close = [](void* self) { static_cast<Worker*>(self)->on_connection_closed(); };
-    state_.on_request_limit = [](void* self) { static_cast<Worker*>(self)->ask(message_kind::recycle); };
   }
 
   Worker(const Worker&) = delete;
@@ -86,7 +82,7 @@ class Worker final : private control {
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
-      while (state_.open >= static_cast<std::size_t>(opts_.max_connections) && !state_.draining) {
+      while (state_.connections.size() >= static_cast<std::size_t>(opts_.max_connections) && !state_.draining) {
         // At the limit: leave new connections queued in the kernel until one
         // of ours closes.
         gate_.expires_at(clock::time_point::max());
@@ -116,7 +112,7 @@ class Worker final : private control {
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     auto c = std::make_shared<connection>(std::move(socket), state_);
     asio::co_spawn(io_, connection::serve(std::move(c), handler_), asio::detached);
-    peak_open_ = std::max(peak_open_, state_.open);
+    peak_open_ = std::max(peak_open_, state_.connections.size());
   }
 
   // The event loop's heartbeat: if a handler blocks the loop, the ticks stop
@@ -200,15 +196,13 @@ class Worker final : private control {
     asio::error_code ignored;
     acceptor_.close(ignored);
     gate_.cancel();
-    for (connection_link* l = state_.connections.next; l != &state_.connections;) {
-      connection_link* next = l->next;
-      static_cast<connection*>(l)->drain();
-      l = next;
-    }
+    state_.connections.for_each([](open_connection& c) { c.drain(); });
     finish_if_drained();
   }
 
-  void on_connection_closed() {
+  void on_request_limit() override { ask(message_kind::recycle); }
+
+  void on_connection_closed() override {
     if (state_.draining)
       finish_if_drained();
     else
@@ -221,13 +215,13 @@ class Worker final : private control {
   // heap): once half of a large peak has closed, hand the free pages back to
   // the kernel. A few runs per burst, never per request.
   void give_memory_back() noexcept {
-    if (peak_open_ < trim_after_connections || state_.open > peak_open_ / 2) return;
+    if (peak_open_ < trim_after_connections || state_.connections.size() > peak_open_ / 2) return;
     ::malloc_trim(0);
-    peak_open_ = state_.open;
+    peak_open_ = state_.connections.size();
   }
 
   void finish_if_drained() {
-    if (state_.open != 0) return;
+    if (state_.connections.size() != 0) return;
     asio::error_code ignored;
     channel_->close();
     signals_.close(ignored);
