@@ -11,6 +11,7 @@
 #include "support/cluster_process.hpp"
 #include "support/http_client.hpp"
 #include "support/process.hpp"
+#include "support/temp_dir.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -62,26 +63,6 @@ std::optional<std::string> first_event_after(std::uint16_t port, std::string_vie
 }
 
 // --- Headless Chromium ---------------------------------------------------------
-
-/// A fresh directory under /tmp, removed with its contents.
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "cluster-browser-XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw_errno("mkdtemp");
-    path_ = pattern;
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  ~temp_dir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 /// `chromium` from PATH, or an exception that says how to install it.
 std::string chromium_path() {
@@ -280,7 +261,7 @@ class headless_chromium {
     throw std::runtime_error(std::string(method) + ": too many messages from chromium");
   }
 
-  temp_dir profile_;  // declared first: removed after the browser is gone
+  temp_dir profile_{"browser"};  // declared first: removed after the browser is gone
   unique_fd devtools_;
   std::optional<child_process> child_;
   std::string in_;

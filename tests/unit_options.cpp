@@ -149,4 +149,22 @@ TEST_SUITE("unit") {
       CHECK(u.find(flag) != std::string::npos);
     }
   }
+
+  TEST_CASE("--pid-file takes a file in an existing directory, and refuses anything else naming the option") {
+    const char* ok[] = {"prog", "--pid-file", "/tmp/cluster-test.pid"};
+    CHECK(cluster::options::from_args(3, ok).pid_file == "/tmp/cluster-test.pid");
+    const char* relative[] = {"prog", "--pid-file=cluster-test.pid"};
+    CHECK(cluster::options::from_args(2, relative).pid_file == "cluster-test.pid");
+    const char* missing_dir[] = {"prog", "--pid-file", "/nonexistent-dir/cluster.pid"};
+    auto msg = option_error_of([&] { cluster::options::from_args(3, missing_dir); }, "--pid-file");
+    CHECK(msg.find("/nonexistent-dir is not one") != std::string::npos);
+    const char* directory[] = {"prog", "--pid-file", "/tmp"};
+    option_error_of([&] { cluster::options::from_args(3, directory); }, "--pid-file");
+    const char* empty[] = {"prog", "--pid-file="};
+    option_error_of([&] { cluster::options::from_args(2, empty); }, "--pid-file");
+    cluster::options o;
+    o.pid_file = "/nonexistent-dir/x.pid";
+    option_error_of([&] { o.validate(); }, "pid_file");
+    CHECK(cluster::options::usage("prog").find("--pid-file PATH") != std::string::npos);
+  }
 }

@@ -23,4 +23,15 @@ inline bool scale(int workers) {
   return c && workers >= 1 && workers <= detail::max_slots && c->scale(workers);
 }
 
+/// Puts the program file as it is on disk now into service (as SIGUSR2
+/// does): a new master starts with this one's listening sockets, and once
+/// every one of its slots has a ready worker this master drains and exits;
+/// if it fails or is not ready within start_timeout, this master kills it
+/// and keeps serving. Returns false outside a running cluster or when the
+/// request cannot be sent (the outcome is in the master's log).
+inline bool upgrade() {
+  auto* c = detail::this_process().lifecycle;
+  return c && c->upgrade();
+}
+
 }  // namespace cluster

@@ -18,24 +18,13 @@
 #include <thread>
 
 #include <cluster/detail/limits.hpp>
+#include <cluster/detail/option_values.hpp>
+#include <cluster/option_error.hpp>
 #include <cluster/messaging.hpp>
 
 #include <sched.h>
 
 namespace cluster {
-
-/// Thrown for an invalid option: the message names the option, what it
-/// accepts and what it got.
-class option_error : public std::invalid_argument {
- public:
-  option_error(std::string option, const std::string& message)
-      : std::invalid_argument(option + ": " + message), option_(std::move(option)) {}
-  /// The option at fault, as named in `cluster::options` or on the command line.
-  const std::string& option() const noexcept { return option_; }
-
- private:
-  std::string option_;
-};
 
 /// How a worker process ended, as reported to options::on_worker_exit.
 struct worker_exit {
@@ -49,45 +38,6 @@ struct worker_exit {
 
 /// Phases of a rolling reload, as reported to options::on_reload.
 enum class reload_event { begun, finished, aborted };
-
-namespace detail {
-
-/// Where the admin endpoint listens, parsed from options::admin.
-struct admin_address {
-  bool unix_socket = false;
-  std::string path;  ///< for a Unix socket
-  std::string host;  ///< for TCP
-  int port = 0;
-};
-
-/// Parses "HOST:PORT", "[V6]:PORT" or "unix:PATH". Throws option_error
-/// naming `option`.
-inline admin_address parse_admin_address(const std::string& spec, const std::string& option = "admin") {
-  auto bad = [&](const std::string& why) {
-    return option_error(option, "expects HOST:PORT (port 0..65535, 0 = any free port) or unix:PATH; " + why +
-                                    ", got '" + spec + "'");
-  };
-  admin_address a;
-  if (spec.starts_with("unix:")) {
-    a.unix_socket = true;
-    a.path = spec.substr(5);
-    if (a.path.empty() || a.path.size() > 107) throw bad("the path must be 1..107 bytes");
-    return a;
-  }
-  auto colon = spec.rfind(':');
-  if (colon == std::string::npos || colon == 0) throw bad("no port");
-  a.host = spec.substr(0, colon);
-  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']') a.host = a.host.substr(1, a.host.size() - 2);
-  std::string port = spec.substr(colon + 1);
-  int value = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value < 0 || value > 65535)
-    throw bad("the port must be 0..65535");
-  a.port = value;
-  return a;
-}
-
-}  // namespace detail
 
 /// How a cluster runs. Every field has a default; `validate()` (called by
 /// `cluster::run` before anything is forked) refuses values out of range.
@@ -106,6 +56,12 @@ struct options {
   /// picks a free one; prefer a loopback host) or "unix:PATH" (mode 0600).
   /// Never the service's port.
   std::string admin;
+
+  /// The master's pid file, none when empty: written once every slot has a
+  /// ready worker, removed at exit; during a binary upgrade (SIGUSR2) the old
+  /// master's becomes PATH.oldbin and the new master writes PATH when ready.
+  /// Its directory must exist.
+  std::string pid_file;
 
   // --- HTTP limits and timeouts ----------------------------------------------
   /// Longest request-target in bytes (longer: 414), 16..1 MiB.
@@ -235,6 +191,7 @@ struct options {
   void validate() const {
     if (host.empty()) throw option_error("host", "must not be empty (e.g. 0.0.0.0, ::, 127.0.0.1)");
     if (!admin.empty()) detail::parse_admin_address(admin);
+    if (!pid_file.empty()) detail::check_pid_file_path(pid_file);
     for (const spec& s : specs()) check(s, s.name, s.get(*this));
     if (hang_timeout.count() != 0 && hang_timeout < std::chrono::milliseconds(50))
       throw option_error("hang_timeout", "must be 0 (off) or in [50, 3600000] ms, got " +
@@ -385,6 +342,11 @@ inline options options::from_args(int argc, const char* const* argv, options def
       detail::parse_admin_address(o.admin, "--admin");
       continue;
     }
+    if (name == "--pid-file") {
+      o.pid_file = take_value();
+      detail::check_pid_file_path(o.pid_file, "--pid-file");
+      continue;
+    }
     const spec* found = nullptr;
     for (const spec& s : specs())
       if (name == s.flag) found = &s;
@@ -399,6 +361,7 @@ inline std::string options::usage(std::string_view program) {
   u += program;
   u += " [options]\n\n  --host ADDR                address to listen on (default 0.0.0.0)\n";
   u += "  --admin HOST:PORT|unix:P  admin endpoint: /metrics, /status (default off)\n";
+  u += "  --pid-file PATH           the master's pid file, written when ready (default none)\n";
   options defaults;
   for (const spec& s : specs()) {
     std::string left = std::string("  ") + s.flag + (s.integer ? " N" : " X");

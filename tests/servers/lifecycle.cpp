@@ -6,6 +6,8 @@
 //   GET /crash       aborts the worker process
 //   GET /reload      cluster::reload()       GET /scale?n=N  cluster::scale(N)
 //   GET /ends        "peer <request.peer()> local <request.local()>\n"
+//   GET /version     "version <CLUSTER_TEST_VERSION>\n" (1 unless built with
+//                    another: the binary upgrade tests build version 2 too)
 // Its own flags, before the standard ones: --crash-at-start (every worker's
 // start hook throws). Environment: CLUSTER_TEST_FAIL_START_IF_EXISTS=PATH makes
 // the start hook of every worker started while PATH exists throw (a reload
@@ -22,6 +24,10 @@
 #include <vector>
 
 #include <unistd.h>
+
+#ifndef CLUSTER_TEST_VERSION
+#define CLUSTER_TEST_VERSION 1
+#endif
 
 namespace {
 
@@ -48,6 +54,8 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
     std::abort();
   } else if (path == "/ends") {
     co_return cluster::response::text("peer " + req.peer().to_string() + " local " + req.local().to_string() + "\n");
+  } else if (path == "/version") {
+    co_return cluster::response::text("version " + std::to_string(CLUSTER_TEST_VERSION) + "\n");
   } else if (path == "/reload") {
     co_return cluster::response::text(cluster::reload() ? "reload requested\n" : "no cluster\n");
   } else if (path == "/scale") {

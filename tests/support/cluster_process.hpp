@@ -157,6 +157,12 @@ class cluster_process {
   /// Waits up to `timeout` for the master to exit; its wait status, if it did.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout) { return child_.wait_exit(timeout); }
 
+  /// The next line the master (or a process it started) printed on stdout,
+  /// such as a new master's ready line after a binary upgrade.
+  std::optional<std::string> next_stdout_line(std::chrono::milliseconds timeout) {
+    return child_.read_stdout_line(timeout);
+  }
+
   /// The master's and workers' lifecycle log so far.
   std::string stderr_text() const { return child_.stderr_text(); }
 

@@ -1,5 +1,6 @@
-// A load client for lifecycle tests: N threads, each sending GET requests one
-// at a time on a keep-alive connection for as long as the test runs, and
+// A load client for lifecycle tests: N threads, each sending GET requests (and
+// POSTs, if asked: what a balancer may not retry) one at a time on a
+// keep-alive connection for as long as the test runs, and
 // counting what happened to every request. It classifies outcomes the way a
 // careful HTTP client would (RFC 9112 §9.3.1, §9.6):
 //   - ok: a complete 200 response (one with `Connection: close` too; the
@@ -37,7 +38,8 @@ namespace test_support {
 /// How a load_client sends.
 struct load_options {
   int threads = 4;                                 ///< connections in use at once, one request in flight on each
-  std::string target = "/";                        ///< request-target of every GET
+  std::string target = "/";                        ///< request-target of every request
+  int post_every = 0;                              ///< every Nth request of a thread is a POST with a body (0: none)
   std::chrono::milliseconds pause{0};              ///< wait between two requests of a thread
   std::chrono::milliseconds read_timeout{5000};    ///< for a response, then the request failed
   std::chrono::milliseconds connect_timeout{2000}; ///< for a connection, then a connect error
@@ -48,6 +50,7 @@ struct load_options {
 /// What a load_client saw, once stopped.
 struct load_result {
   std::uint64_t ok = 0;              ///< complete 200 responses
+  std::uint64_t posts_ok = 0;        ///< of which to POSTs
   std::uint64_t failed = 0;          ///< requests written that got no complete 200 response
   std::uint64_t refused = 0;         ///< connect() refused (ECONNREFUSED)
   std::uint64_t connect_errors = 0;  ///< connect() failed or timed out otherwise
@@ -59,7 +62,7 @@ struct load_result {
 
   /// One paragraph for a test's INFO.
   std::string summary() const {
-    std::string s = "load: ok " + std::to_string(ok) + ", failed " + std::to_string(failed) + ", refused " +
+    std::string s = "load: ok " + std::to_string(ok) + " (POST " + std::to_string(posts_ok) + "), failed " + std::to_string(failed) + ", refused " +
                     std::to_string(refused) + ", connect errors " + std::to_string(connect_errors) + ", connects " +
                     std::to_string(connects) + ", reconnects " + std::to_string(reconnects) +
                     ", Connection: close " + std::to_string(closes) + "; by pid:";
@@ -91,6 +94,7 @@ class load_client {
     if (!stopped_) {
       stopped_ = true;
       result_.ok = ok_.load();
+      result_.posts_ok = posts_ok_.load();
       result_.failed = failed_.load();
       result_.refused = refused_.load();
       result_.connect_errors = connect_errors_.load();
@@ -135,7 +139,8 @@ class load_client {
 
   void run(int thread) {
     const auto deadline = started_ + opts_.max_duration;
-    const std::string request = get_request(opts_.target);
+    const std::string get = get_request(opts_.target);
+    const std::string post = post_request(opts_.target, "form=load&thread=" + std::to_string(thread));
     std::map<pid_t, std::uint64_t>& by_pid = per_thread_[static_cast<std::size_t>(thread)];
     std::unique_ptr<http_client> conn;
     std::uint64_t written = 0;
@@ -175,8 +180,9 @@ class load_client {
           continue;
         }
       }
+      const bool is_post = opts_.post_every > 0 && (written + 1) % static_cast<std::uint64_t>(opts_.post_every) == 0;
       try {
-        conn->send(request, opts_.read_timeout);
+        conn->send(is_post ? post : get, opts_.read_timeout);
       } catch (const std::system_error& e) {
         if (e.code() == std::errc::broken_pipe || e.code() == std::errc::connection_reset) {
           // The server had closed the connection: the request never left.
@@ -199,12 +205,13 @@ class load_client {
         res = conn->read_response(opts_.read_timeout);
       } catch (const std::exception& e) {
         failed_.fetch_add(1);
-        note(thread, std::string("request written, no response: ") + e.what() + where());
+        note(thread, std::string(is_post ? "POST" : "GET") + " written, no response: " + e.what() + where());
         conn.reset();
         continue;
       }
       if (res.status == 200) {
         ok_.fetch_add(1);
+        if (is_post) posts_ok_.fetch_add(1);
         ++by_pid[answering_pid(res.body)];
         ++on_conn;
       } else {
@@ -223,7 +230,7 @@ class load_client {
   load_options opts_;
   std::chrono::steady_clock::time_point started_;
   std::atomic<bool> stop_{false};
-  std::atomic<std::uint64_t> ok_{0}, failed_{0}, refused_{0}, connect_errors_{0}, connects_{0}, reconnects_{0},
+  std::atomic<std::uint64_t> ok_{0}, posts_ok_{0}, failed_{0}, refused_{0}, connect_errors_{0}, connects_{0}, reconnects_{0},
       closes_{0};
   std::mutex notes_mutex_;
   std::vector<std::string> notes_;

@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 
+#include <cstring>
+
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -45,16 +47,28 @@ class admin_server {
       url_ = "unix:" + path_;
     } else {
       listen_address address = resolve_listen_address(where.host, where.port);
-      int fd = open_listener(address, where.port, 64, /*reuseport=*/false);
-      int port = bound_port(fd);
-      tcp_.assign(address.family() == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
-      url_ = "http://" + address.to_string(port);
+      adopt(open_listener(address, where.port, 64, /*reuseport=*/false), false);
     }
+  }
+
+  /// Serves on `fd`, a listening socket (TCP or Unix) the master adopted:
+  /// handed over by an old master, or passed by the service manager. A Unix
+  /// socket's path is removed at exit only when `owns_path`.
+  admin_server(asio::io_context& io, server_state& tcp_state, server_state& local_state, int fd, bool owns_path,
+               render_fn render)
+      : io_(io), tcp_state_(tcp_state), local_state_(local_state), render_(std::move(render)), tcp_(io), local_(io) {
+    adopt(fd, owns_path);
   }
 
   ~admin_server() {
     if (!path_.empty()) ::unlink(path_.c_str());
   }
+
+  /// The listening socket, to hand over to a new master.
+  int listening_fd() noexcept { return tcp_.is_open() ? tcp_.native_handle() : local_.native_handle(); }
+
+  /// A new master serves the Unix socket's path now: leave it at exit.
+  void release_path() noexcept { path_.clear(); }
 
   admin_server(const admin_server&) = delete;
   admin_server& operator=(const admin_server&) = delete;
@@ -78,6 +92,20 @@ class admin_server {
   }
 
  private:
+  void adopt(int fd, bool owns_path) {
+    listen_address a = address_of(fd);
+    if (a.family() == AF_UNIX) {
+      const auto* un = reinterpret_cast<const sockaddr_un*>(&a.storage);
+      std::string path(un->sun_path, ::strnlen(un->sun_path, sizeof un->sun_path));
+      local_.assign(asio::local::stream_protocol(), fd);
+      url_ = "unix:" + path;
+      if (owns_path) path_ = path;
+    } else {
+      tcp_.assign(a.family() == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
+      url_ = "http://" + a.to_string(bound_port(fd));
+    }
+  }
+
   static void close_connections(server_state& state) noexcept {
     state.connections.for_each([](open_connection& c) { ::close(c.native_handle()); });
   }

@@ -137,8 +137,9 @@ inline void announce_upgrade_ready(handed_over& h) noexcept {
 
 /// Starts `image` as a new master holding `pass` (descriptors stay open across
 /// exec, their numbers in the environment). Returns the child's pid, or -1
-/// with errno set. Call it only between event handlers of a single-threaded
-/// master: the child execs at once and touches nothing else.
+/// with errno set. Safe inside an event handler of the single-threaded
+/// master (unlike a worker's fork): the child only adjusts descriptors and
+/// signals, then execs, and never returns into Asio code.
 inline pid_t spawn_upgrade(const program_image& image, const handed_over& pass) {
   // Everything the child needs is built before fork(): after it, only
   // async-signal-safe calls.

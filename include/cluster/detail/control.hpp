@@ -1,6 +1,6 @@
 // The role of the calling process (master or worker), behind
-// cluster::reload(), cluster::scale(), cluster::this_worker() and
-// cluster::this_master(). This is the one piece of global state: after
+// cluster::reload(), cluster::scale(), cluster::upgrade(),
+// cluster::this_worker() and cluster::this_master(). This is the one piece of global state: after
 // fork() each process must know which role it plays.
 #pragma once
 
@@ -17,6 +17,7 @@ class control {
  public:
   virtual bool reload() = 0;
   virtual bool scale(int workers) = 0;
+  virtual bool upgrade() = 0;
 
  protected:
   ~control() = default;

@@ -1,5 +1,7 @@
-// Listening sockets: one SO_REUSEPORT socket per slot, created and held by
-// the master, so a slot's accept queue outlives any one worker.
+// Listening sockets, one at a time: resolving the address, opening, binding
+// and listening (SO_REUSEPORT for slots), claiming the port before any slot
+// binds, and reading back the address of a socket the master adopts. Which
+// sockets the slots hold is slot_sockets.hpp's job.
 #pragma once
 
 #include <cluster/options.hpp>
@@ -111,6 +113,16 @@ inline int claim_port(listen_address address, int port) {
   }
   ::close(fd);
   return claimed;
+}
+
+/// The address a socket is bound to (its port included): what a master
+/// learns of a socket it adopts instead of binding. Throws std::system_error.
+inline listen_address address_of(int fd) {
+  listen_address a;
+  a.length = sizeof a.storage;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a.storage), &a.length) != 0)
+    throw std::system_error(errno, std::generic_category(), "cluster: getsockname()");
+  return a;
 }
 
 /// The port a bound socket got (useful after binding port 0).

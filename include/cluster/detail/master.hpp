@@ -8,12 +8,14 @@
 #include <cluster/detail/admin.hpp>
 #include <cluster/detail/admin_routes.hpp>
 #include <cluster/detail/asio.hpp>
+#include <cluster/detail/binary_upgrade.hpp>
 #include <cluster/detail/channel.hpp>
 #include <cluster/detail/control.hpp>
 #include <cluster/detail/listener.hpp>
 #include <cluster/detail/log.hpp>
 #include <cluster/detail/process.hpp>
 #include <cluster/detail/shared_region.hpp>
+#include <cluster/detail/socket_activation.hpp>
 #include <cluster/detail/supervisor.hpp>
 #include <cluster/detail/worker.hpp>
 #include <cluster/options.hpp>
@@ -23,7 +25,9 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -45,15 +49,17 @@ class Cluster final {
   /// clean stop, 1 when workers had to be killed at the stop deadline, 3 when
   /// workers kept failing to boot while no slot had a ready worker.
   int run() {
-    listen_address address = resolve_listen_address(opts_.host, opts_.port);
-    const int port = claim_port(address, opts_.port);  // refuses a port another program serves
-    address.set_port(port);
-    supervisor_.open_slots(address, port);
-    if (!opts_.admin.empty())
+    // The program file is resolved before anything can replace it.
+    program_image image = program_image::of_this_process();
+    handed_over inherited = take_handover();
+    int admin_fd = open_listeners(inherited);
+    auto render = [this](const request& r) { return admin_answer(r, [this] { return supervisor_.snapshot(); }); };
+    if (admin_fd >= 0)  // handed over (this master owns it now) or passed by systemd (it does)
+      admin_ = std::make_unique<admin_server>(io_, admin_tcp_state_, admin_local_state_, admin_fd,
+                                              !inherited.empty(), render);
+    else if (!opts_.admin.empty())
       admin_ = std::make_unique<admin_server>(io_, admin_tcp_state_, admin_local_state_,
-                                              parse_admin_address(opts_.admin), [this](const request& r) {
-                                                return admin_answer(r, [this] { return supervisor_.snapshot(); });
-                                              });
+                                              parse_admin_address(opts_.admin), render);
     // this_master() works in the hook (its executor() for background tasks;
     // no worker is live yet).
     role_scope hook_role({.master = &supervisor_.context()});
@@ -70,7 +76,8 @@ class Cluster final {
     signals_.assign(open_signalfd(handled));
     role_scope role({.lifecycle = &supervisor_.lifecycle(), .master = &supervisor_.context()});
 
-    supervisor_.start(admin_ ? admin_->url() : std::string());
+    supervisor_.start(admin_ ? admin_->url() : std::string(), admin_ ? admin_->listening_fd() : -1, std::move(image),
+                      inherited);
     asio::co_spawn(io_, read_signals(), asio::detached);
     if (admin_) admin_->start();
     // Forks happen here, between handlers, never inside one: the child then
@@ -80,6 +87,7 @@ class Cluster final {
       if (supervisor_.finished() || io_.run_one() == 0) break;
     }
 
+    if (admin_ && supervisor_.handed_over()) admin_->release_path();
     asio::error_code ignored;
     signals_.close(ignored);
     ::sigaction(SIGPIPE, &old_pipe, nullptr);
@@ -88,6 +96,37 @@ class Cluster final {
   }
 
  private:
+  // The slots' sockets: handed over by an old master (binary upgrade), passed
+  // by the service manager (socket activation), or bound here. Returns the
+  // admin listener that came with them, or -1. Throws for passed sockets
+  // that cannot be used, naming them.
+  int open_listeners(const handed_over& inherited) {
+    if (!inherited.empty()) {
+      supervisor_.adopt_slots(inherited.slots);
+      return inherited.admin;
+    }
+    int admin_fd = -1;
+    std::vector<int> service;
+    for (const activated_socket& s : take_activated_sockets()) {
+      if (s.name == "admin")
+        admin_fd = s.fd;
+      else
+        service.push_back(s.fd);
+    }
+    if (service.size() > 1)
+      throw std::invalid_argument("socket activation passed " + std::to_string(service.size()) +
+                                  " service sockets; cluster serves one (name the admin socket \"admin\")");
+    if (service.size() == 1) {
+      supervisor_.share_slots(service.front());
+    } else {
+      listen_address address = resolve_listen_address(opts_.host, opts_.port);
+      const int port = claim_port(address, opts_.port);  // refuses a port another program serves
+      address.set_port(port);
+      supervisor_.open_slots(address, port);
+    }
+    return admin_fd;
+  }
+
   void fork_worker(fork_plan& plan) {
     int fds[2] = {-1, -1};
     if (int err = make_channel(fds); err != 0) {
@@ -153,6 +192,7 @@ class Cluster final {
       case SIGHUP: supervisor_.lifecycle().reload(); break;
       case SIGTTIN: supervisor_.scale_by(+1); break;
       case SIGTTOU: supervisor_.scale_by(-1); break;
+      case SIGUSR2: supervisor_.lifecycle().upgrade(); break;
       default: log_line("master", signal_name(signo) + " ignored"); break;
     }
   }

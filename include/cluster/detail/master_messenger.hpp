@@ -123,6 +123,7 @@ class master_messenger {
       case message_kind::scale:
         asio::post(io_, [this, n = h.type] { lifecycle_.scale(static_cast<int>(n)); });
         return true;
+      case message_kind::upgrade: asio::post(io_, [this] { lifecycle_.upgrade(); }); return true;
       case message_kind::user:
         if (opts_.on_message) {
           try {

@@ -1,6 +1,7 @@
 // What /proc says about a process: its CPU time, memory and descriptors,
 // for the admin endpoint's process metrics and the master's max_memory
-// check. The one place the library reads /proc.
+// check. The one place the library reads /proc about running processes
+// (binary_upgrade.hpp reads only its own /proc/self/exe and cmdline).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
-// The slots' listening sockets, held by the master for its whole life, and
+// The slots' listening sockets, held by the master until it stops (bound
+// here, handed over by an old master, or one passed by systemd), and
 // the steering of new connections between them: a classic BPF program
 // attached to the SO_REUSEPORT group maps (hash % n) to the socket of one of
 // n target slots, so a retiring slot or one without a ready worker gets
@@ -62,31 +63,87 @@ class slot_sockets {
     backlog_ = backlog;
   }
 
+  /// Takes over listening sockets an old master handed over (binary upgrade),
+  /// the first slots' in order; slots opened later bind beside them on the
+  /// same address and port.
+  void adopt(const std::vector<int>& fds, int backlog) {
+    address_ = address_of(fds.front());
+    port_ = bound_port(fds.front());
+    backlog_ = backlog;
+    adopted_.assign(fds.rbegin(), fds.rend());
+  }
+
+  /// Shares one socket passed by the service manager (socket activation)
+  /// among every slot: the kernel's one accept queue, no steering.
+  void share(int fd) {
+    address_ = address_of(fd);
+    port_ = bound_port(fd);
+    shared_ = fd;
+    fds_.push_back(fd);
+  }
+
   const listen_address& address() const noexcept { return address_; }
   int port() const noexcept { return port_; }
 
-  /// Opens a slot's socket. Throws std::system_error naming the address.
-  int open() { return fds_.emplace_back(open_listener(address_, port_, backlog_)); }
+  /// A socket for a new slot: an adopted one while any is left, the shared
+  /// one, or a new one. Throws std::system_error naming the address.
+  int open() {
+    if (shared_ >= 0) return shared_;
+    if (!adopted_.empty()) {
+      fds_.push_back(adopted_.back());
+      adopted_.pop_back();
+      return fds_.back();
+    }
+    return fds_.emplace_back(open_listener(address_, port_, backlog_));
+  }
+
+  /// Adopted sockets no slot took (the old master had more slots): closed,
+  /// as the old master's copies will be when it exits.
+  std::size_t close_unused_adopted() {
+    std::size_t n = adopted_.size();
+    for (int fd : adopted_) ::close(fd);
+    adopted_.clear();
+    return n;
+  }
 
   /// Drops the table's removed slots and closes their sockets.
   void close_removed(slot_table& table) {
-    for (int fd : table.pop_removed()) {
-      std::erase(fds_, fd);
-      ::close(fd);
-    }
+    for (int fd : table.pop_removed())
+      if (fd != shared_ && std::erase(fds_, fd) != 0) ::close(fd);
+  }
+
+  /// A graceful stop that owns its sockets closes the master's copies first:
+  /// each worker then takes what is queued on its slot and closes the last
+  /// copy, so the kernel refuses new connections instead of queueing ones no
+  /// one will accept. Returns false (nothing closed) for a shared socket: the
+  /// service manager keeps it, and its queue, for the next start.
+  bool release_for_stop() {
+    if (shared_ >= 0) return false;
+    for (int fd : fds_) ::close(fd);
+    fds_.clear();
+    return true;
+  }
+
+  /// The slots' sockets in slot order, for a new master (binary upgrade).
+  std::vector<int> for_handover(const slot_table& table) const {
+    std::vector<int> out;
+    for (const slot_record& s : table.slots())
+      if (s.active()) out.push_back(s.listen_fd);
+    return out;
   }
 
   /// In a worker just forked for `slot`: closes every other slot's socket.
   void close_in_child(const slot_table& table, int slot) noexcept {
+    const slot_record* own = table.slot(slot);
     for (const slot_record& s : table.slots())
-      if (s.index != slot) ::close(s.listen_fd);
+      if (s.index != slot && (!own || s.listen_fd != own->listen_fd)) ::close(s.listen_fd);
   }
 
   /// Sends new connections to the slots that serve (slot_table::steering_targets).
   /// Called after every change that may alter that set, it costs a
   /// setsockopt only when it does; a kernel that refuses is reported once.
   void steer(const slot_table& table) {
-    if (table.slots().empty()) return;
+    if (table.slots().empty() || shared_ >= 0) return;
     std::vector<int> targets = table.steering_targets();
     if (targets.empty() || targets == steered_) return;
     steered_ = targets;
@@ -104,7 +161,9 @@ class slot_sockets {
   listen_address address_;
   int port_ = 0;
   int backlog_ = 0;
-  std::vector<int> fds_;
+  std::vector<int> fds_;      // open and owned: closed with this object
+  std::vector<int> adopted_;  // handed over, not yet given to a slot (last first)
+  int shared_ = -1;           // the one socket every slot shares (socket activation)
   std::vector<int> steered_;  // the slots new connections go to
   bool warned_ = false;
 };

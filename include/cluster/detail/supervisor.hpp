@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cluster/detail/asio.hpp>
+#include <cluster/detail/binary_upgrade.hpp>
 #include <cluster/detail/channel.hpp>
 #include <cluster/detail/control.hpp>
 #include <cluster/detail/health_monitor.hpp>
@@ -20,10 +21,12 @@
 #include <cluster/detail/respawner.hpp>
 #include <cluster/detail/rolling_reload.hpp>
 #include <cluster/detail/scaling.hpp>
+#include <cluster/detail/service_reporter.hpp>
 #include <cluster/detail/shared_region.hpp>
 #include <cluster/detail/slot_sockets.hpp>
 #include <cluster/detail/slot_table.hpp>
 #include <cluster/detail/status_snapshot.hpp>
+#include <cluster/detail/upgrade_coordinator.hpp>
 #include <cluster/detail/worker_setup.hpp>
 #include <cluster/messaging.hpp>
 #include <cluster/options.hpp>
@@ -51,7 +54,7 @@ struct fork_plan {
 };
 
 /// The master's state and decisions; Cluster<Handler> adds the forking.
-class supervisor final : private control, private master_context, private worker_listener {
+class supervisor final : private control, private master_context, private worker_listener, private upgrade_listener {
   using clock = std::chrono::steady_clock;
   using ms = std::chrono::milliseconds;
 
@@ -65,15 +68,35 @@ class supervisor final : private control, private master_context, private worker
   /// port `port` was claimed. Throws std::system_error naming the address.
   void open_slots(const listen_address& address, int port) {
     sockets_.bind(address, port, opts_.backlog);
-    for (int i = 0; i < opts_.effective_workers(); ++i) table_.add_slot(sockets_.open());
-    scaling_.track();
-    sockets_.steer(table_);
+    add_slots();
+  }
+
+  /// Opens the slots on listening sockets an old master handed over (binary
+  /// upgrade), in slot order; more slots than handed over bind beside them.
+  void adopt_slots(const std::vector<int>& fds) {
+    sockets_.adopt(fds, opts_.backlog);
+    add_slots();
+    if (std::size_t unused = sockets_.close_unused_adopted())
+      log_line("master", "workers=" + std::to_string(opts_.effective_workers()) + ": " + std::to_string(unused) +
+                             " of the sockets handed over are not used; connections queued on them are lost");
+  }
+
+  /// Opens every slot on the one socket the service manager passed (socket
+  /// activation): the workers share its accept queue.
+  void share_slots(int fd) {
+    sockets_.share(fd);
+    add_slots();
   }
 
   /// Starts supervising: every slot gets its first worker, the tick runs.
-  /// `admin_url` is shown in the ready line when the admin endpoint is on.
-  void start(std::string admin_url) {
+  /// `admin_url` is shown in the ready line when the admin endpoint is on;
+  /// `admin_fd` (or -1) and `image` are what a binary upgrade hands on;
+  /// `inherited` is what this master took over from an old one.
+  void start(std::string admin_url, int admin_fd, program_image image, handed_over inherited) {
     admin_url_ = std::move(admin_url);
+    admin_fd_ = admin_fd;
+    image_ = std::move(image);
+    reporter_.emplace(opts_.pid_file, service_notifier::from_environment(), inherited);
     log_line("master", "starting " + std::to_string(table_.slots().size()) + " workers on " + sockets_.address().to_string(sockets_.port()));
     for (const slot_record& s : table_.slots()) pending_.push_back({s.index, false});
     asio::co_spawn(io_, supervise(), asio::detached);
@@ -128,7 +151,12 @@ class supervisor final : private control, private master_context, private worker
   void reap() {
     int status = 0;
     pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) on_exit(pid, status);
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      if (upgrade_.owns(pid))
+        upgrade_.child_exited(status);  // the new master of a binary upgrade
+      else
+        on_exit(pid, status);
+    }
     if (stopping_ && table_.workers().empty()) finish();
   }
 
@@ -138,18 +166,16 @@ class supervisor final : private control, private master_context, private worker
       stop_now(signal_name(signo) + " during a graceful stop");
       return;
     }
-    stopping_ = true;
-    cancel_pending_work();
-    log_line("master", signal_name(signo) + ": graceful stop of " + std::to_string(table_.workers().size()) +
-                           " workers (deadline " + std::to_string(opts_.shutdown_timeout.count()) + " ms)");
-    for (worker_record& w : table_.workers()) drain(w, "stopping");
-    if (table_.workers().empty()) finish();
+    upgrade_.abandon();
+    stop_gracefully(signal_name(signo));
   }
 
   /// SIGQUIT, a boot loop: every worker is killed at once; `why` goes to the log.
   void stop_now(const std::string& why) {
     stopping_ = true;
+    upgrade_.abandon();
     cancel_pending_work();
+    if (reporter_) reporter_->stopping(why);
     log_line("master", why + ": fast stop, killing " + std::to_string(table_.workers().size()) + " workers");
     for (worker_record& w : table_.workers()) kill_worker(w, true);
     if (table_.workers().empty()) finish();
@@ -172,6 +198,9 @@ class supervisor final : private control, private master_context, private worker
 
   /// True once every worker is gone after a stop.
   bool finished() const noexcept { return finished_; }
+  /// True when a new master took the service over (binary upgrade): what
+  /// this master leaves behind (sockets, paths) is the new master's now.
+  bool handed_over() const noexcept { return handed_over_; }
   /// 0 after a clean stop, 1 when workers were killed at the stop deadline, 3 after a boot loop.
   int exit_code() const noexcept { return exit_code_; }
   /// What cluster::reload() and cluster::scale() reach in the master.
@@ -180,6 +209,12 @@ class supervisor final : private control, private master_context, private worker
   master_context& context() noexcept { return *this; }
 
  private:
+  void add_slots() {
+    for (int i = 0; i < opts_.effective_workers(); ++i) table_.add_slot(sockets_.open());
+    scaling_.track();
+    sockets_.steer(table_);
+  }
+
   fork_plan plan(int index, bool successor) {
     std::size_t cell = cells_.take();
     fork_plan p{.setup = {.slot = index,
@@ -206,12 +241,27 @@ class supervisor final : private control, private master_context, private worker
       sockets_.steer(table_);
       follow(reload_.serving(w.slot, replaceable_));
     }
-    if (announced_ || stopping_ || !table_.all_serving()) return;
+    if (announced_ || stopping_ || !table_.all_serving()) {
+      reporter_->status(status_text());
+      return;
+    }
     announced_ = true;
-    std::printf("cluster: master %d listening on http://%s with %d workers%s\n", static_cast<int>(::getpid()),
-                sockets_.address().to_string(sockets_.port()).c_str(), table_.active_slots(),
-                admin_url_.empty() ? "" : (", admin on " + admin_url_).c_str());
-    std::fflush(stdout);
+    reporter_->ready("cluster: master " + std::to_string(::getpid()) + " listening on http://" +
+                         sockets_.address().to_string(sockets_.port()) + " with " +
+                         std::to_string(table_.active_slots()) + " workers" +
+                         (admin_url_.empty() ? "" : ", admin on " + admin_url_),
+                     status_text());
+  }
+
+  // "2/2 workers ready, 1 restart": systemd's STATUS= line.
+  std::string status_text() const {
+    int ready = 0, restarts = 0;
+    for (const slot_record& s : table_.slots()) {
+      if (s.active() && table_.serving(s)) ++ready;
+      restarts += s.restarts;
+    }
+    return std::to_string(ready) + "/" + std::to_string(table_.active_slots()) + " workers ready, " +
+           std::to_string(restarts) + (restarts == 1 ? " restart" : " restarts");
   }
 
   void worker_wants_recycle(pid_t pid) override {
@@ -229,10 +279,12 @@ class supervisor final : private control, private master_context, private worker
 
   // --- Actions on one worker -------------------------------------------------
 
-  void drain(worker_record& w, const std::string& why) {
+  // `how`: drain (leave what is queued on the slot to its next worker) or
+  // retire (take it first: no next worker will).
+  void drain(worker_record& w, const std::string& why, message_kind how = message_kind::drain) {
     if (!table_.drain(w, clock::now() + opts_.shutdown_timeout)) return;
     log_line("master", worker_name(w) + " draining: " + why);
-    if (!messenger_.command(w.pid, message_kind::drain)) ::kill(w.pid, SIGTERM);
+    if (!messenger_.command(w.pid, how)) ::kill(w.pid, SIGTERM);
   }
 
   void kill_worker(worker_record& w, bool asked) {
@@ -297,12 +349,13 @@ class supervisor final : private control, private master_context, private worker
       sockets_.close_removed(table_);
       if (!stopping_) scaling_.apply();
     }
+    if (!stopping_) reporter_->status(status_text());
   }
 
   // --- Reload and scale --------------------------------------------------------
 
   bool reload() override {
-    if (stopping_) return false;
+    if (stopping_ || refused_during_upgrade("reload")) return false;
     std::vector<int> order;
     for (const slot_record& s : table_.slots())
       if (s.active()) order.push_back(s.index);
@@ -315,7 +368,54 @@ class supervisor final : private control, private master_context, private worker
     if (step.what == reload_step::kind::replace) pending_.push_back({step.slot, true});
   }
 
-  bool scale(int workers) override { return !stopping_ && scaling_.scale(workers); }
+  bool scale(int workers) override {
+    return !stopping_ && !refused_during_upgrade("scale") && scaling_.scale(workers);
+  }
+
+  void on_reload_event(cluster::reload_event e) {
+    if (e == cluster::reload_event::begun)
+      reporter_->reload_begun();
+    else
+      reporter_->reload_ended();
+    if (opts_.on_reload) opts_.on_reload(e);
+  }
+
+  // --- Binary upgrade (SIGUSR2, cluster::upgrade()) ----------------------------
+
+  bool upgrade() override {
+    const char* refusal = stopping_                 ? "the cluster is stopping"
+                          : !announced_ || !table_.all_serving() ? "not every slot has a ready worker"
+                          : reload_.active()        ? "a rolling reload is in progress"
+                          : upgrade_.current() != upgrade_coordinator::state::idle ? "an upgrade is in progress"
+                                                                                     : nullptr;
+    if (refusal) {
+      log_line("master", std::string("binary upgrade refused: ") + refusal);
+      return false;
+    }
+    reporter_->upgrade_started();
+    if (upgrade_.begin(image_, {sockets_.for_handover(table_), admin_fd_, -1})) return true;
+    reporter_->upgrade_rolled_back();
+    return false;
+  }
+
+  bool refused_during_upgrade(const char* what) {
+    if (upgrade_.current() != upgrade_coordinator::state::waiting) return false;
+    log_line("master", std::string(what) + " refused: a binary upgrade waits for its new master");
+    return true;
+  }
+
+  void upgrade_ready(pid_t new_master) override {
+    log_line("master", "binary upgrade: the new master (pid " + std::to_string(new_master) +
+                           ") is ready; this master hands over and drains its workers");
+    reporter_->handed_over_to(new_master);
+    handed_over_ = true;
+    stop_gracefully("binary upgrade");
+  }
+
+  void upgrade_failed(const std::string& why) override {
+    log_line("master", "binary upgrade rolled back: " + why + "; this master keeps serving");
+    reporter_->upgrade_rolled_back();
+  }
 
   // --- master_context ----------------------------------------------------------
 
@@ -337,6 +437,7 @@ class supervisor final : private control, private master_context, private worker
       auto [ec] = co_await timer.async_wait(use_tuple);
       if (ec || finished_) co_return;
       auto now = clock::now();
+      reporter_->tick(now);
       std::int64_t now_ns = monotonic_ns();
       bool check_memory = health_.memory_check_due(now);
       for (worker_record& w : table_.workers()) {
@@ -373,6 +474,22 @@ class supervisor final : private control, private master_context, private worker
                              " ms: healthy, slot backoff reset after " + std::to_string(ended) + " early deaths");
   }
 
+  // A graceful stop. Unless a new master or the service manager keeps the
+  // slots' sockets, this master closes its copies and each worker takes
+  // what is queued on its slot before closing the last one: connections
+  // that reached the accept queue are answered, later ones refused.
+  void stop_gracefully(const std::string& why) {
+    stopping_ = true;
+    cancel_pending_work();
+    reporter_->stopping(why);
+    log_line("master", why + ": graceful stop of " + std::to_string(table_.workers().size()) +
+                           " workers (deadline " + std::to_string(opts_.shutdown_timeout.count()) + " ms)");
+    const bool take_queues = !handed_over_ && sockets_.release_for_stop();
+    for (worker_record& w : table_.workers())
+      drain(w, "stopping", take_queues ? message_kind::retire : message_kind::drain);
+    if (table_.workers().empty()) finish();
+  }
+
   void cancel_pending_work() {
     pending_.clear();
     reload_.cancel();
@@ -393,7 +510,7 @@ class supervisor final : private control, private master_context, private worker
   slot_table table_;
   std::mt19937_64 rng_{std::random_device{}()};
   health_monitor health_{opts_};
-  rolling_reload reload_{opts_.on_reload};
+  rolling_reload reload_{[this](cluster::reload_event e) { on_reload_event(e); }};
   // A slot without a live worker gets a fresh one from its respawn anyway.
   std::function<bool(int)> replaceable_ = [this](int index) { return table_.has_worker_to_replace(index); };
   slot_sockets sockets_;
@@ -402,6 +519,11 @@ class supervisor final : private control, private master_context, private worker
   respawner respawner_{io_, opts_, table_, pending_};
   scaling scaling_{opts_, table_, sockets_, respawner_, messenger_, pending_};
   clock::time_point started_at_ = clock::now();
+  std::optional<service_reporter> reporter_;  // from start()
+  upgrade_coordinator upgrade_{io_, opts_.start_timeout, static_cast<upgrade_listener&>(*this)};
+  program_image image_;
+  int admin_fd_ = -1;
+  bool handed_over_ = false;
   bool announced_ = false;
   bool stopping_ = false;
   bool finished_ = false;

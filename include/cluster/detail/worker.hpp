@@ -79,6 +79,7 @@ class Worker final : private control, private connection_events {
 
   bool reload() override { return ask(message_kind::reload); }
   bool scale(int workers) override { return ask(message_kind::scale, static_cast<std::uint32_t>(workers)); }
+  bool upgrade() override { return ask(message_kind::upgrade); }
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
