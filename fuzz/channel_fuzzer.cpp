@@ -55,6 +55,7 @@ bool master_accepts(std::uint16_t kind) {
     case message_kind::recycle:
     case message_kind::reload:
     case message_kind::scale:
+    case message_kind::upgrade:
     case message_kind::user:
     case message_kind::request:
     case message_kind::broadcast: return true;
