@@ -67,6 +67,14 @@ class slot_sockets {
   /// the first slots' in order; slots opened later bind beside them on the
   /// same address and port.
   void adopt(const std::vector<int>& fds, int backlog) {
+    int reuseport = 0;
+    socklen_t len = sizeof reuseport;
+    ::getsockopt(fds.front(), SOL_SOCKET, SO_REUSEPORT, &reuseport, &len);
+    if (!reuseport) {
+      // The old master shared one socket systemd passed: so does this one.
+      share(fds.front());
+      return;
+    }
     address_ = address_of(fds.front());
     port_ = bound_port(fds.front());
     backlog_ = backlog;
@@ -126,6 +134,7 @@ class slot_sockets {
 
   /// The slots' sockets in slot order, for a new master (binary upgrade).
   std::vector<int> for_handover(const slot_table& table) const {
+    if (shared_ >= 0) return {shared_};
     std::vector<int> out;
     for (const slot_record& s : table.slots())
       if (s.active()) out.push_back(s.listen_fd);

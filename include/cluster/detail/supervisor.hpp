@@ -1,43 +1,40 @@
 // The master's supervision, apart from forking: it owns the slot table
 // and carries out what the parts decide, in the spirit of nginx's process
 // cycle (an event, a decision, an action): worker messages and exits go
-// through the slot table and the respawn policy, the supervision tick through
-// the health monitor, SIGHUP through the rolling reload, SIGTTIN/SIGTTOU
-// through scaling. It tells Cluster<Handler> (master.hpp) what to fork next.
+// through the slot table and the respawn policy, the supervision tick
+// (supervision_tick.hpp) through the health monitor, SIGHUP through the
+// rolling reload, SIGTTIN/SIGTTOU through scaling, SIGUSR2 and what the
+// world is told through the deployment (deployment.hpp). It tells
+// Cluster<Handler> (master.hpp) what to fork next (fork_plan.hpp).
 #pragma once
 
 #include <cluster/detail/asio.hpp>
 #include <cluster/detail/binary_upgrade.hpp>
 #include <cluster/detail/channel.hpp>
 #include <cluster/detail/control.hpp>
-#include <cluster/detail/health_monitor.hpp>
+#include <cluster/detail/deployment.hpp>
+#include <cluster/detail/fork_plan.hpp>
 #include <cluster/detail/limits.hpp>
 #include <cluster/detail/listener.hpp>
 #include <cluster/detail/log.hpp>
 #include <cluster/detail/master_messenger.hpp>
 #include <cluster/detail/process.hpp>
-#include <cluster/detail/process_stats.hpp>
 #include <cluster/detail/respawn_policy.hpp>
 #include <cluster/detail/respawner.hpp>
 #include <cluster/detail/rolling_reload.hpp>
 #include <cluster/detail/scaling.hpp>
-#include <cluster/detail/service_reporter.hpp>
 #include <cluster/detail/shared_region.hpp>
 #include <cluster/detail/slot_sockets.hpp>
 #include <cluster/detail/slot_table.hpp>
 #include <cluster/detail/status_snapshot.hpp>
-#include <cluster/detail/upgrade_coordinator.hpp>
-#include <cluster/detail/worker_setup.hpp>
+#include <cluster/detail/supervision_tick.hpp>
 #include <cluster/messaging.hpp>
 #include <cluster/options.hpp>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <deque>
 #include <functional>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -46,15 +43,12 @@
 
 namespace cluster::detail {
 
-/// A worker the master is to fork: its set-up, and whether it replaces the
-/// slot's current worker (a successor) or fills an empty slot.
-struct fork_plan {
-  worker_setup setup;
-  bool successor = false;
-};
-
 /// The master's state and decisions; Cluster<Handler> adds the forking.
-class supervisor final : private control, private master_context, private worker_listener, private upgrade_listener {
+class supervisor final : private control,
+                         private master_context,
+                         private worker_listener,
+                         private deployment_host,
+                         private tick_listener {
   using clock = std::chrono::steady_clock;
   using ms = std::chrono::milliseconds;
 
@@ -93,13 +87,11 @@ class supervisor final : private control, private master_context, private worker
   /// `admin_fd` (or -1) and `image` are what a binary upgrade hands on;
   /// `inherited` is what this master took over from an old one.
   void start(std::string admin_url, int admin_fd, program_image image, handed_over inherited) {
-    admin_url_ = std::move(admin_url);
-    admin_fd_ = admin_fd;
-    image_ = std::move(image);
-    reporter_.emplace(opts_.pid_file, service_notifier::from_environment(), inherited);
-    log_line("master", "starting " + std::to_string(table_.slots().size()) + " workers on " + sockets_.address().to_string(sockets_.port()));
+    deploy_.start(std::move(admin_url), admin_fd, std::move(image), inherited);
+    log_line("master", "starting " + std::to_string(table_.slots().size()) + " workers on " +
+                           sockets_.address().to_string(sockets_.port()));
     for (const slot_record& s : table_.slots()) pending_.push_back({s.index, false});
-    asio::co_spawn(io_, supervise(), asio::detached);
+    tick_.start();
   }
 
   /// The next worker to fork, if any: requests the slot no longer accepts
@@ -108,7 +100,7 @@ class supervisor final : private control, private master_context, private worker
     while (!pending_.empty() && !stopping_) {
       auto [index, successor] = pending_.front();
       pending_.pop_front();
-      if (table_.can_fork(index, successor)) return plan(index, successor);
+      if (table_.can_fork(index, successor)) return planner_.plan(index, successor);
       if (successor) follow(reload_.passed_over(index, replaceable_));  // nothing left to replace
     }
     pending_.clear();
@@ -151,12 +143,8 @@ class supervisor final : private control, private master_context, private worker
   void reap() {
     int status = 0;
     pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-      if (upgrade_.owns(pid))
-        upgrade_.child_exited(status);  // the new master of a binary upgrade
-      else
-        on_exit(pid, status);
-    }
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0)
+      if (!deploy_.reaped(pid, status)) on_exit(pid, status);  // else the new master of a binary upgrade
     if (stopping_ && table_.workers().empty()) finish();
   }
 
@@ -166,16 +154,16 @@ class supervisor final : private control, private master_context, private worker
       stop_now(signal_name(signo) + " during a graceful stop");
       return;
     }
-    upgrade_.abandon();
+    deploy_.abandon_upgrade();
     stop_gracefully(signal_name(signo));
   }
 
   /// SIGQUIT, a boot loop: every worker is killed at once; `why` goes to the log.
   void stop_now(const std::string& why) {
     stopping_ = true;
-    upgrade_.abandon();
+    deploy_.abandon_upgrade();
     cancel_pending_work();
-    if (reporter_) reporter_->stopping(why);
+    deploy_.stop_began(why);
     log_line("master", why + ": fast stop, killing " + std::to_string(table_.workers().size()) + " workers");
     for (worker_record& w : table_.workers()) kill_worker(w, true);
     if (table_.workers().empty()) finish();
@@ -192,7 +180,10 @@ class supervisor final : private control, private master_context, private worker
 
   /// The cluster as the admin endpoint shows it.
   cluster_status snapshot() {
-    std::string state = stopping_ ? "stopping" : reload_.active() ? "reloading" : announced_ ? "running" : "starting";
+    std::string state = stopping_             ? "stopping"
+                        : reload_.active()    ? "reloading"
+                        : deploy_.announced() ? "running"
+                                              : "starting";
     return take_snapshot(table_, cells_, {started_at_, std::move(state), stopping_}, clock::now());
   }
 
@@ -200,7 +191,7 @@ class supervisor final : private control, private master_context, private worker
   bool finished() const noexcept { return finished_; }
   /// True when a new master took the service over (binary upgrade): what
   /// this master leaves behind (sockets, paths) is the new master's now.
-  bool handed_over() const noexcept { return handed_over_; }
+  bool handed_over() const noexcept { return deploy_.handed_over(); }
   /// 0 after a clean stop, 1 when workers were killed at the stop deadline, 3 after a boot loop.
   int exit_code() const noexcept { return exit_code_; }
   /// What cluster::reload() and cluster::scale() reach in the master.
@@ -213,19 +204,6 @@ class supervisor final : private control, private master_context, private worker
     for (int i = 0; i < opts_.effective_workers(); ++i) table_.add_slot(sockets_.open());
     scaling_.track();
     sockets_.steer(table_);
-  }
-
-  fork_plan plan(int index, bool successor) {
-    std::size_t cell = cells_.take();
-    fork_plan p{.setup = {.slot = index,
-                          .family = sockets_.address().family(),
-                          .listen_fd = table_.slot(index)->listen_fd,
-                          .cell = &cells_.cell(cell)},
-                .successor = successor};
-    if (opts_.max_requests != 0)
-      p.setup.request_limit =
-          opts_.max_requests + (opts_.max_requests_jitter ? rng_() % (opts_.max_requests_jitter + 1) : 0);
-    return p;
   }
 
   // --- What workers say (master_messenger) ----------------------------------
@@ -241,27 +219,7 @@ class supervisor final : private control, private master_context, private worker
       sockets_.steer(table_);
       follow(reload_.serving(w.slot, replaceable_));
     }
-    if (announced_ || stopping_ || !table_.all_serving()) {
-      reporter_->status(status_text());
-      return;
-    }
-    announced_ = true;
-    reporter_->ready("cluster: master " + std::to_string(::getpid()) + " listening on http://" +
-                         sockets_.address().to_string(sockets_.port()) + " with " +
-                         std::to_string(table_.active_slots()) + " workers" +
-                         (admin_url_.empty() ? "" : ", admin on " + admin_url_),
-                     status_text());
-  }
-
-  // "2/2 workers ready, 1 restart": systemd's STATUS= line.
-  std::string status_text() const {
-    int ready = 0, restarts = 0;
-    for (const slot_record& s : table_.slots()) {
-      if (s.active() && table_.serving(s)) ++ready;
-      restarts += s.restarts;
-    }
-    return std::to_string(ready) + "/" + std::to_string(table_.active_slots()) + " workers ready, " +
-           std::to_string(restarts) + (restarts == 1 ? " restart" : " restarts");
+    deploy_.worker_ready();
   }
 
   void worker_wants_recycle(pid_t pid) override {
@@ -293,7 +251,7 @@ class supervisor final : private control, private master_context, private worker
   }
 
   // Replace one worker: its successor is ready before it drains.
-  void recycle(const worker_record& w, const std::string& why) {
+  void recycle(const worker_record& w, const std::string& why) override {
     if (stopping_ || !table_.replaceable(w)) return;
     log_line("master", worker_name(w) + " " + why + "; starting its replacement");
     pending_.push_back({w.slot, true});
@@ -329,11 +287,11 @@ class supervisor final : private control, private master_context, private worker
       // A replacement died before it was ready: the old worker keeps serving,
       // so this is no boot loop of the slot.
       const std::string slot_name = "slot " + std::to_string(s->index);
-      auto step = reload_.failed(s->index, "the new worker for " + slot_name + " " + describe_wait_status(status) +
-                                               " before it was ready");
+      auto step = reload_.failed(
+          s->index, "the new worker for " + slot_name + " " + describe_wait_status(status) + " before it was ready");
       if (step.what == reload_step::kind::none && !stopping_)
-        log_line("master", "replacement for " + slot_name + " failed; pid " +
-                               std::to_string(s->current) + " keeps serving");
+        log_line("master",
+                 "replacement for " + slot_name + " failed; pid " + std::to_string(s->current) + " keeps serving");
     } else if (out.was_current && s->active() && !stopping_) {
       sockets_.steer(table_);  // new connections go to the slots that serve meanwhile
       if (out.needs_worker) {
@@ -349,13 +307,13 @@ class supervisor final : private control, private master_context, private worker
       sockets_.close_removed(table_);
       if (!stopping_) scaling_.apply();
     }
-    if (!stopping_) reporter_->status(status_text());
+    if (!stopping_) deploy_.workers_changed();
   }
 
   // --- Reload and scale --------------------------------------------------------
 
   bool reload() override {
-    if (stopping_ || refused_during_upgrade("reload")) return false;
+    if (stopping_ || deploy_.refused_during_upgrade("reload")) return false;
     std::vector<int> order;
     for (const slot_record& s : table_.slots())
       if (s.active()) order.push_back(s.index);
@@ -369,53 +327,20 @@ class supervisor final : private control, private master_context, private worker
   }
 
   bool scale(int workers) override {
-    return !stopping_ && !refused_during_upgrade("scale") && scaling_.scale(workers);
+    return !stopping_ && !deploy_.refused_during_upgrade("scale") && scaling_.scale(workers);
   }
 
   void on_reload_event(cluster::reload_event e) {
-    if (e == cluster::reload_event::begun)
-      reporter_->reload_begun();
-    else
-      reporter_->reload_ended();
+    deploy_.reload_changed(e);
     if (opts_.on_reload) opts_.on_reload(e);
   }
 
-  // --- Binary upgrade (SIGUSR2, cluster::upgrade()) ----------------------------
+  // --- Binary upgrade (deployment.hpp) ----------------------------------------
 
-  bool upgrade() override {
-    const char* refusal = stopping_                 ? "the cluster is stopping"
-                          : !announced_ || !table_.all_serving() ? "not every slot has a ready worker"
-                          : reload_.active()        ? "a rolling reload is in progress"
-                          : upgrade_.current() != upgrade_coordinator::state::idle ? "an upgrade is in progress"
-                                                                                     : nullptr;
-    if (refusal) {
-      log_line("master", std::string("binary upgrade refused: ") + refusal);
-      return false;
-    }
-    reporter_->upgrade_started();
-    if (upgrade_.begin(image_, {sockets_.for_handover(table_), admin_fd_, -1})) return true;
-    reporter_->upgrade_rolled_back();
-    return false;
-  }
-
-  bool refused_during_upgrade(const char* what) {
-    if (upgrade_.current() != upgrade_coordinator::state::waiting) return false;
-    log_line("master", std::string(what) + " refused: a binary upgrade waits for its new master");
-    return true;
-  }
-
-  void upgrade_ready(pid_t new_master) override {
-    log_line("master", "binary upgrade: the new master (pid " + std::to_string(new_master) +
-                           ") is ready; this master hands over and drains its workers");
-    reporter_->handed_over_to(new_master);
-    handed_over_ = true;
-    stop_gracefully("binary upgrade");
-  }
-
-  void upgrade_failed(const std::string& why) override {
-    log_line("master", "binary upgrade rolled back: " + why + "; this master keeps serving");
-    reporter_->upgrade_rolled_back();
-  }
+  bool upgrade() override { return deploy_.upgrade(); }
+  bool stopping() const override { return stopping_; }
+  bool reloading() const override { return reload_.active(); }
+  void step_down() override { stop_gracefully("binary upgrade"); }
 
   // --- master_context ----------------------------------------------------------
 
@@ -427,51 +352,13 @@ class supervisor final : private control, private master_context, private worker
   asio::any_io_executor executor() override { return io_.get_executor(); }
   std::vector<int> slots() const override { return table_.live_slots(); }
 
-  // --- Supervision tick and stopping ------------------------------------------
+  // --- Supervision tick (supervision_tick.hpp) and stopping -------------------
 
-  /// The supervision tick: deadlines, heartbeats and memory (health_monitor.hpp).
-  asio::awaitable<void> supervise() {
-    asio::steady_timer timer(io_);
-    while (!finished_) {
-      timer.expires_after(health_.period());
-      auto [ec] = co_await timer.async_wait(use_tuple);
-      if (ec || finished_) co_return;
-      auto now = clock::now();
-      reporter_->tick(now);
-      std::int64_t now_ns = monotonic_ns();
-      bool check_memory = health_.memory_check_due(now);
-      for (worker_record& w : table_.workers()) {
-        using enum health_verdict::kind;
-        health_verdict v =
-            health_.check(w, now, now_ns, cells_.cell(w.cell).heartbeat_ns.load(std::memory_order_relaxed));
-        if (v.what != fine) log_line("master", worker_name(w) + " " + health_.explain(v));
-        if (v.what == kill_undrained && stopping_) exit_code_ = std::max(exit_code_, 1);
-        if (v.what == abort_hung) {
-          table_.hang(w, health_.kill_deadline(now));
-          ::kill(w.pid, SIGABRT);
-        } else if (v.what != fine) {
-          kill_worker(w, false);
-          if (v.what != kill_hung) continue;
-        }
-        note_healthy(w, now);
-        if (check_memory && w.state == worker_state::ready) {
-          std::uint64_t rss = resident_bytes(w.pid);
-          if (health_.over_memory(rss))
-            recycle(w, "uses " + std::to_string(rss >> 20) + " MiB resident (max_memory " +
-                           std::to_string(opts_.max_memory >> 20) + " MiB)");
-        }
-      }
-    }
-  }
+  void tick_began(clock::time_point now) override { deploy_.tick(now); }
 
-  // A slot's worker up healthy_after ends the slot's run of early deaths:
-  // its next death respawns at once.
-  void note_healthy(const worker_record& w, clock::time_point now) {
-    slot_record* s = table_.slot(w.slot);
-    if (!s || s->current != w.pid || w.state != worker_state::ready) return;
-    if (int ended = respawner_.policy().note_uptime(s->backoff, now - w.started))
-      log_line("master", worker_name(w) + " up " + std::to_string(opts_.healthy_after.count()) +
-                             " ms: healthy, slot backoff reset after " + std::to_string(ended) + " early deaths");
+  void kill_unhealthy(worker_record& w, const health_verdict& v) override {
+    if (v.what == health_verdict::kind::kill_undrained && stopping_) exit_code_ = std::max(exit_code_, 1);
+    kill_worker(w, false);
   }
 
   // A graceful stop. Unless a new master or the service manager keeps the
@@ -481,10 +368,10 @@ class supervisor final : private control, private master_context, private worker
   void stop_gracefully(const std::string& why) {
     stopping_ = true;
     cancel_pending_work();
-    reporter_->stopping(why);
-    log_line("master", why + ": graceful stop of " + std::to_string(table_.workers().size()) +
-                           " workers (deadline " + std::to_string(opts_.shutdown_timeout.count()) + " ms)");
-    const bool take_queues = !handed_over_ && sockets_.release_for_stop();
+    deploy_.stop_began(why);
+    log_line("master", why + ": graceful stop of " + std::to_string(table_.workers().size()) + " workers (deadline " +
+                           std::to_string(opts_.shutdown_timeout.count()) + " ms)");
+    const bool take_queues = !deploy_.handed_over() && sockets_.release_for_stop();
     for (worker_record& w : table_.workers())
       drain(w, "stopping", take_queues ? message_kind::retire : message_kind::drain);
     if (table_.workers().empty()) finish();
@@ -499,6 +386,7 @@ class supervisor final : private control, private master_context, private worker
   void finish() {
     if (finished_) return;
     finished_ = true;
+    tick_.stop();
     log_line("master", exit_code_ == 0 ? "stopped" : "stopped (exit code " + std::to_string(exit_code_) + ")");
     io_.stop();
   }
@@ -506,25 +394,19 @@ class supervisor final : private control, private master_context, private worker
   asio::io_context& io_;
   const options& opts_;
   shared_region& cells_;
-  std::string admin_url_;
   slot_table table_;
-  std::mt19937_64 rng_{std::random_device{}()};
-  health_monitor health_{opts_};
   rolling_reload reload_{[this](cluster::reload_event e) { on_reload_event(e); }};
   // A slot without a live worker gets a fresh one from its respawn anyway.
   std::function<bool(int)> replaceable_ = [this](int index) { return table_.has_worker_to_replace(index); };
   slot_sockets sockets_;
+  fork_planner planner_{opts_, table_, sockets_, cells_};
   master_messenger messenger_{io_, opts_, static_cast<worker_listener&>(*this), static_cast<control&>(*this)};
   fork_queue pending_;
   respawner respawner_{io_, opts_, table_, pending_};
   scaling scaling_{opts_, table_, sockets_, respawner_, messenger_, pending_};
   clock::time_point started_at_ = clock::now();
-  std::optional<service_reporter> reporter_;  // from start()
-  upgrade_coordinator upgrade_{io_, opts_.start_timeout, static_cast<upgrade_listener&>(*this)};
-  program_image image_;
-  int admin_fd_ = -1;
-  bool handed_over_ = false;
-  bool announced_ = false;
+  deployment deploy_{io_, opts_, table_, sockets_, static_cast<deployment_host&>(*this)};
+  supervision_tick tick_{io_, opts_, table_, cells_, respawner_.policy(), static_cast<tick_listener&>(*this)};
   bool stopping_ = false;
   bool finished_ = false;
   int exit_code_ = 0;
