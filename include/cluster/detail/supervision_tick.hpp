@@ -21,35 +21,38 @@
 
 namespace cluster::detail {
 
-/// What the tick asks of the supervisor.
-class tick_listener {
-  using clock = std::chrono::steady_clock;
-
- public:
-  /// A tick begins at `now`, before any worker is checked.
-  virtual void tick_began(clock::time_point now) = 0;
-  /// `w` failed its check for `v` (already logged): SIGKILL it.
-  virtual void kill_unhealthy(worker_record& w, const health_verdict& v) = 0;
-  /// Replace `w` for `why`: its successor is ready before it drains.
-  virtual void recycle(const worker_record& w, const std::string& why) = 0;
-
- protected:
-  ~tick_listener() = default;
+/// What the tick asks of the supervisor: `tick_began(now)` before any worker
+/// is checked; `kill_unhealthy(w, verdict)` for a worker that failed its
+/// check (already logged): SIGKILL it; `recycle(w, why)`: replace it, its
+/// successor ready before it drains. Called directly, not through a virtual
+/// base: the tick runs while the master may be out of descriptors (an admin
+/// flood), and UBSan's vptr check needs a spare descriptor for a pipe
+/// (IsAccessibleMemoryRange), so a virtual call there is reported as an
+/// invalid vptr.
+template <class Listener>
+concept tick_listener = requires(Listener& l, worker_record& w, const health_verdict& v) {
+  l.tick_began(std::chrono::steady_clock::now());
+  l.kill_unhealthy(w, v);
+  l.recycle(w, std::string());
 };
 
 /// Runs from start() until stop(), every health_monitor::period().
+template <class Listener>
 class supervision_tick {
   using clock = std::chrono::steady_clock;
 
  public:
   /// The references are the supervisor's and must outlive the tick.
   supervision_tick(asio::io_context& io, const options& opts, slot_table& table, shared_region& cells,
-                   respawn_policy& policy, tick_listener& listener)
+                   respawn_policy& policy, Listener& listener)
       : io_(io), opts_(opts), table_(table), cells_(cells), policy_(policy), listener_(listener) {}
   supervision_tick(const supervision_tick&) = delete;
   supervision_tick& operator=(const supervision_tick&) = delete;
 
-  void start() { asio::co_spawn(io_, run(), asio::detached); }
+  void start() {
+    static_assert(tick_listener<Listener>, "the supervision tick's listener needs tick_began, kill_unhealthy, recycle");
+    asio::co_spawn(io_, run(), asio::detached);
+  }
   /// No tick after this one.
   void stop() noexcept { stopped_ = true; }
 
@@ -102,7 +105,7 @@ class supervision_tick {
   slot_table& table_;
   shared_region& cells_;
   respawn_policy& policy_;
-  tick_listener& listener_;
+  Listener& listener_;
   health_monitor health_{opts_};
   bool stopped_ = false;
 };

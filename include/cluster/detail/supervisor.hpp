@@ -47,8 +47,8 @@ namespace cluster::detail {
 class supervisor final : private control,
                          private master_context,
                          private worker_listener,
-                         private deployment_host,
-                         private tick_listener {
+                         private deployment_host {
+  friend class supervision_tick<supervisor>;  // calls tick_began, kill_unhealthy, recycle
   using clock = std::chrono::steady_clock;
   using ms = std::chrono::milliseconds;
 
@@ -251,7 +251,7 @@ class supervisor final : private control,
   }
 
   // Replace one worker: its successor is ready before it drains.
-  void recycle(const worker_record& w, const std::string& why) override {
+  void recycle(const worker_record& w, const std::string& why) {
     if (stopping_ || !table_.replaceable(w)) return;
     log_line("master", worker_name(w) + " " + why + "; starting its replacement");
     pending_.push_back({w.slot, true});
@@ -354,9 +354,9 @@ class supervisor final : private control,
 
   // --- Supervision tick (supervision_tick.hpp) and stopping -------------------
 
-  void tick_began(clock::time_point now) override { deploy_.tick(now); }
+  void tick_began(clock::time_point now) { deploy_.tick(now); }
 
-  void kill_unhealthy(worker_record& w, const health_verdict& v) override {
+  void kill_unhealthy(worker_record& w, const health_verdict& v) {
     if (v.what == health_verdict::kind::kill_undrained && stopping_) exit_code_ = std::max(exit_code_, 1);
     kill_worker(w, false);
   }
@@ -406,7 +406,7 @@ class supervisor final : private control,
   scaling scaling_{opts_, table_, sockets_, respawner_, messenger_, pending_};
   clock::time_point started_at_ = clock::now();
   deployment deploy_{io_, opts_, table_, sockets_, static_cast<deployment_host&>(*this)};
-  supervision_tick tick_{io_, opts_, table_, cells_, respawner_.policy(), static_cast<tick_listener&>(*this)};
+  supervision_tick<supervisor> tick_{io_, opts_, table_, cells_, respawner_.policy(), *this};
   bool stopping_ = false;
   bool finished_ = false;
   int exit_code_ = 0;
