@@ -19,6 +19,7 @@
 #include <cluster/detail/log.hpp>
 #include <cluster/detail/master_messenger.hpp>
 #include <cluster/detail/process.hpp>
+#include <cluster/detail/rate_sampler.hpp>
 #include <cluster/detail/respawn_policy.hpp>
 #include <cluster/detail/respawner.hpp>
 #include <cluster/detail/rolling_reload.hpp>
@@ -184,7 +185,7 @@ class supervisor final : private control,
                         : reload_.active()    ? "reloading"
                         : deploy_.announced() ? "running"
                                               : "starting";
-    return take_snapshot(table_, cells_, {started_at_, std::move(state), stopping_}, clock::now());
+    return take_snapshot(table_, cells_, {started_at_, std::move(state), stopping_}, rates_.latest(), clock::now());
   }
 
   /// True once every worker is gone after a stop.
@@ -354,7 +355,10 @@ class supervisor final : private control,
 
   // --- Supervision tick (supervision_tick.hpp) and stopping -------------------
 
-  void tick_began(clock::time_point now) { deploy_.tick(now); }
+  void tick_began(clock::time_point now) {
+    deploy_.tick(now);
+    rates_.tick(now, table_, cells_);  // /status's rates: one sample per second, whoever polls
+  }
 
   void kill_unhealthy(worker_record& w, const health_verdict& v) {
     if (v.what == health_verdict::kind::kill_undrained && stopping_) exit_code_ = std::max(exit_code_, 1);
@@ -406,6 +410,7 @@ class supervisor final : private control,
   scaling scaling_{opts_, table_, sockets_, respawner_, messenger_, pending_};
   clock::time_point started_at_ = clock::now();
   deployment deploy_{io_, opts_, table_, sockets_, static_cast<deployment_host&>(*this)};
+  rate_sampler rates_;
   supervision_tick<supervisor> tick_{io_, opts_, table_, cells_, respawner_.policy(), *this};
   bool stopping_ = false;
   bool finished_ = false;
