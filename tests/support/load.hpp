@@ -1,7 +1,7 @@
 // A load client for lifecycle tests: N threads, each sending GET requests (and
 // POSTs, if asked: what a balancer may not retry) one at a time on a
-// keep-alive connection for as long as the test runs, and
-// counting what happened to every request. It classifies outcomes the way a
+// keep-alive connection (or on a new connection each, to reach every slot)
+// for as long as the test runs, and counting what happened to every request. It classifies outcomes the way a
 // careful HTTP client would (RFC 9112 §9.3.1, §9.6):
 //   - ok: a complete 200 response (one with `Connection: close` too; the
 //     thread then opens a new connection);
@@ -41,6 +41,7 @@ struct load_options {
   std::string target = "/";                        ///< request-target of every request
   int post_every = 0;                              ///< every Nth request of a thread is a POST with a body (0: none)
   std::chrono::milliseconds pause{0};              ///< wait between two requests of a thread
+  bool reconnect = false;  ///< a new connection for every request: spread over every slot's accept queue
   std::chrono::milliseconds read_timeout{5000};    ///< for a response, then the request failed
   std::chrono::milliseconds connect_timeout{2000}; ///< for a connection, then a connect error
   std::chrono::milliseconds max_duration{60000};   ///< safety bound if the test never calls stop()
@@ -221,6 +222,8 @@ class load_client {
       if (auto c = res.header("Connection"); c && iequals(*c, "close")) {
         conn.reset();
         closes_.fetch_add(1);
+      } else if (opts_.reconnect) {
+        conn.reset();
       }
       if (opts_.pause.count() > 0) std::this_thread::sleep_for(opts_.pause);
     }
