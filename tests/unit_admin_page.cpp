@@ -25,7 +25,8 @@ std::string request(const std::string& method, const std::string& target) {
 }
 
 // Serves `input` through admin_answer over a fabricated two-slot cluster;
-// `heads`: indexes of the responses that answer HEAD. Counts snapshots taken.
+// `heads`: indexes of the responses that answer HEAD. Counts the snapshots
+// and health verdicts taken.
 wire_output admin_exchange(const std::string& input, std::function<bool(std::size_t)> heads, int* snapshots) {
   auto snapshot = [snapshots] {
     ++*snapshots;
@@ -34,8 +35,12 @@ wire_output admin_exchange(const std::string& input, std::function<bool(std::siz
     st.slots.resize(2);
     return st;
   };
+  auto health = [snapshots] {
+    ++*snapshots;
+    return service_health{};
+  };
   std::function<cluster::response(const cluster::request&)> render = [&](const cluster::request& req) {
-    return admin_answer(req, snapshot);
+    return admin_answer(req, snapshot, health);
   };
   cluster::options opts;
   auto wire = serve_in_memory(render, opts, {input});
@@ -76,7 +81,7 @@ TEST_SUITE("unit") {
     CHECK(page.header("X-Content-Type-Options") == "nosniff");
     CHECK(page.header("Cache-Control") == "no-store");
     CHECK(page.header("Referrer-Policy") == "no-referrer");
-    CHECK(snapshots == 0);  // the page reads /status itself
+    CHECK(snapshots == 0);  // the page reads /status itself: no snapshot, no health verdict
     CHECK(page.body.starts_with("<!doctype html>"));
     CHECK(page.body.size() < 8 * 1024);
     CHECK(page.body.find("fetch(\"status\"") != std::string::npos);  // relative: works under a proxy's prefix
@@ -125,7 +130,8 @@ TEST_SUITE("unit") {
     CHECK(head.header("Content-Length") == std::to_string(get.body.size()));
     CHECK(head.header("Content-Security-Policy") == get.header("Content-Security-Policy"));
     CHECK(out.responses[2].status == 404);
-    CHECK(out.responses[2].body == "not found: try / (a page), /metrics, /status or /status?format=text\n");
+    CHECK(out.responses[2].body ==
+          "not found: try / (a page), /livez, /readyz, /metrics, /status or /status?format=text\n");
     CHECK(out.responses[3].status == 200);
     CHECK(out.responses[3].body.find("\"rates\":{") != std::string::npos);
     CHECK(out.responses[4].status == 405);
