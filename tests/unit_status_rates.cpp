@@ -2,7 +2,7 @@
 // (the first sample, a restart, a counter reset, a slot added), the latency
 // quantiles from histogram bucket deltas, and the master's sampler driven by
 // hand-made ticks over a slot table and shared cells: one sample per
-// second, however often it is asked.
+// second, however often it is asked; and its cheap CPU-time reader.
 #include <doctest/doctest.h>
 
 #include <cluster/detail/rate_sampler.hpp>
@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 
+#include <sys/prctl.h>
 #include <unistd.h>
 
 using namespace cluster::detail;
@@ -185,5 +187,26 @@ TEST_SUITE("unit") {
     CHECK(sampler.latest().cluster.interval_seconds == doctest::Approx(1.01));
     sampler.tick(t0 + 3s, table, cells);
     CHECK(sampler.latest().cluster.interval_seconds == doctest::Approx(0.99));
+  }
+
+  TEST_CASE("process_cpu_seconds reads what read_process_stats reads, whatever the command name holds") {
+    // This process's name, put back when the test ends.
+    struct name_guard {
+      char saved[17] = {};
+      name_guard() { ::prctl(PR_GET_NAME, saved); }
+      ~name_guard() { ::prctl(PR_SET_NAME, saved); }
+    } guard;
+    for (const char* name : {"plain", "a) b (c) 1 2 3", ")", "x y z"}) {
+      CAPTURE(name);
+      REQUIRE(::prctl(PR_SET_NAME, name) == 0);
+      auto quick = process_cpu_seconds(::getpid());
+      process_stats full = read_process_stats(::getpid());
+      REQUIRE(quick);
+      REQUIRE(full.found);
+      CHECK(*quick >= 0);
+      CHECK(*quick == doctest::Approx(full.cpu_seconds).epsilon(0.05));  // a tick or two apart at most
+    }
+    CHECK_FALSE(process_cpu_seconds(-1));
+    CHECK_FALSE(process_cpu_seconds(std::numeric_limits<pid_t>::max()));  // above pid_max: no such process
   }
 }

@@ -45,7 +45,7 @@ inline constexpr std::string_view script = R"JS(
 "use strict";
 const $ = (id) => document.getElementById(id);
 const keep = 60;  // points per chart: one per refresh
-const history = { rate: [], p50: [], p99: [] };
+const series = { rate: [], p50: [], p99: [] };
 const columns = ["slot", "state", "pid", "uptime", "restarts", "rps", "conns", "rss", "cpu", "lag"];
 const states = ["starting", "ready", "draining", "backoff", "down", "retiring"];
 const none = "\u2013";
@@ -103,8 +103,8 @@ function draw(id, lines, unit) {
 }
 
 function record(name, value) {
-  history[name].push(Number(value) || 0);
-  if (history[name].length > keep) history[name].shift();
+  series[name].push(Number(value) || 0);
+  if (series[name].length > keep) series[name].shift();
 }
 
 function render(st) {
@@ -122,8 +122,8 @@ function render(st) {
   record("rate", r.requests_per_second);
   record("p50", r.latency_p50_seconds * 1000);
   record("p99", r.latency_p99_seconds * 1000);  // ms; 0 without requests
-  draw("rate", [history.rate], "/s");
-  draw("latency", [history.p50, history.p99], " ms");
+  draw("rate", [series.rate], "/s");
+  draw("latency", [series.p50, series.p99], " ms");
 }
 
 async function refresh() {
