@@ -228,8 +228,8 @@ class load_client {
         ++on_conn;
       } else {
         fail(res.status);
-        note(thread, std::string(is_post ? "POST" : "GET") + " status " + std::to_string(res.status) + ": " + res.body +
-                         where());
+        note(thread, std::string(is_post ? "POST" : "GET") + " status " + std::to_string(res.status) + ": " +
+                         res.body.substr(0, 60) + where());
       }
       if (auto c = res.header("Connection"); c && iequals(*c, "close")) {
         conn.reset();
