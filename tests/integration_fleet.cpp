@@ -95,6 +95,7 @@ class summary_table {
     rows_.push_back("| " + scenario + " | " + name_of(balancer) + " | " + std::to_string(r.ok) + " | " +
                     std::to_string(r.posts_ok) + " | " + failed + " | " + note + " |");
     std::printf("fleet: %s\n", rows_.back().c_str());
+    for (const std::string& note : r.notes) std::printf("  %s\n", note.c_str());  // the first failures
     std::fflush(stdout);
   }
   ~summary_table() {
