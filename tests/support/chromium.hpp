@@ -11,6 +11,8 @@
 #include "process.hpp"
 #include "temp_dir.hpp"
 
+#include <cluster/detail/json_text.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -45,23 +47,8 @@ inline std::string chromium_path() {
       "(.ci/run installs it)");
 }
 
-/// `text` as a JSON string literal.
-inline std::string json_quote(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
+/// `text` as a JSON string literal (the library's one escaper).
+inline std::string json_quote(std::string_view text) { return "\"" + cluster::detail::json_escaped(text) + "\""; }
 
 /// The JSON string that follows `key` ("\"value\":") in `message`, unescaped
 /// (non-ASCII \u escapes become '?'); nothing if `key` is absent.

@@ -3,6 +3,7 @@
 // as Prometheus text exposition format 0.0.4, as JSON, or as a table.
 #pragma once
 
+#include <cluster/detail/json_text.hpp>
 #include <cluster/detail/process_stats.hpp>
 #include <cluster/detail/shared_region.hpp>
 #include <cluster/detail/status_rates.hpp>
@@ -81,24 +82,8 @@ inline void sample(std::string& out, const std::string& name, const std::string&
 
 inline std::string slot_label(const slot_status& s) { return "slot=\"" + std::to_string(s.slot) + "\""; }
 
-// A JSON string's contents (RFC 8259 section 7): quote, backslash and the
-// control characters escaped; other bytes pass as they are.
-inline std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char u[8];
-      std::snprintf(u, sizeof u, "\\u%04x", static_cast<unsigned>(c));
-      out += u;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+// A JSON string's contents (json_text.hpp: valid JSON for any bytes).
+inline std::string json_escape(const std::string& s) { return json_escaped(s); }
 
 }  // namespace report
 
