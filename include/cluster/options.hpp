@@ -399,7 +399,8 @@ inline options options::from_args(int argc, const char* const* argv, options def
       if (name == t.flag) text = &t;
     if (text) {
       std::string v = take_value();
-      text->check(v, name);  // given on the command line: empty is no value
+      if (v.empty()) throw option_error(name, "expects a value, got ''");
+      text->check(v, name);
       o.*(text->field) = std::move(v);
       continue;
     }

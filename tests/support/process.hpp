@@ -77,6 +77,14 @@ inline void install_program(const std::string& build, const std::string& program
   std::filesystem::rename(next, program);
 }
 
+/// A launcher (see cluster_process) that runs a program with at most `n`
+/// open descriptors, and without CAP_SYS_RESOURCE so that a master running
+/// as root cannot raise its hard limit: the descriptor exhaustion tests.
+inline std::vector<std::string> with_descriptor_limit(int n) {
+  return {"/usr/bin/prlimit", "--nofile=" + std::to_string(n) + ":" + std::to_string(n), "/usr/bin/setpriv",
+          "--bounding-set=-sys_resource", "--inh-caps=-sys_resource"};
+}
+
 /// An owned file descriptor.
 class unique_fd {
  public:

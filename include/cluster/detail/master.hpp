@@ -91,17 +91,27 @@ class Cluster final {
     supervisor_.start(admin_ ? admin_->url() : std::string(), admin_ ? admin_->listening_fd() : -1, std::move(image),
                       inherited);
     asio::co_spawn(io_, read_signals(), asio::detached);
-    if (admin_) admin_->start();
-    // Forks happen here, between handlers, never inside one: the child then
-    // starts from a plain stack with no Asio frame of the master above it.
-    bool admin_handed_over = false;
-    while (!supervisor_.finished()) {
-      while (auto plan = supervisor_.next_fork()) fork_worker(*plan);
-      if (supervisor_.finished() || io_.run_one() == 0) break;
+    // The admin socket of a binary upgrade is still served by the old
+    // master: this one takes its share of the probes only once it is ready,
+    // so that no balancer reads "starting" about a service that serves.
+    bool admin_serving = false, admin_handed_over = false;
+    auto admin_turns = [&] {
+      if (admin_ && !admin_serving && (inherited.empty() || supervisor_.serving())) {
+        admin_->start();
+        admin_serving = true;
+      }
       if (admin_ && !admin_handed_over && supervisor_.handed_over()) {
         admin_->hand_over();
         admin_handed_over = true;
       }
+    };
+    admin_turns();
+    // Forks happen here, between handlers, never inside one: the child then
+    // starts from a plain stack with no Asio frame of the master above it.
+    while (!supervisor_.finished()) {
+      while (auto plan = supervisor_.next_fork()) fork_worker(*plan);
+      if (supervisor_.finished() || io_.run_one() == 0) break;
+      admin_turns();
     }
 
     if (admin_ && supervisor_.handed_over()) admin_->release_path();

@@ -208,6 +208,10 @@ class supervisor final : private control,
                                  .leave_ends = leave_ends_});
   }
 
+  /// True once every slot has had a ready worker (the ready line is out) and
+  /// no stop has begun.
+  bool serving() const noexcept { return phase_ == service_phase::serving; }
+
   /// True once every worker is gone after a stop.
   bool finished() const noexcept { return phase_ == service_phase::finished; }
   /// True when a new master took the service over (binary upgrade): what
