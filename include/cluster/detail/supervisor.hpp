@@ -201,6 +201,11 @@ class supervisor final : private control,
     // The tick runs every health period: several missed in a row mean the
     // master no longer supervises, though its loop still answers.
     const auto stall_limit = std::max<ms>(tick_.period() * 8, ms(2'000));
+    // Handed over (binary upgrade): the new master told this one it serves
+    // every slot, so the service at this address is ready, though this
+    // master stops. A probe it accepted just before leaving the admin socket
+    // must not read "stopping".
+    if (deploy_.handed_over()) return {{true, ""}, {true, ""}};
     return judge_health(table_, {.phase = phase_,
                                  .now = clock::now(),
                                  .last_tick = last_tick_,
