@@ -5,9 +5,11 @@
 
 #include "support/cluster_process.hpp"
 #include "support/http_client.hpp"
+#include "support/json_checker.hpp"
 #include "support/proc.hpp"
 #include "support/process.hpp"
 
+#include <csignal>
 #include <set>
 #include <string>
 
@@ -88,5 +90,32 @@ TEST_SUITE("deploy") {
     CHECK(cluster.stderr_text().find("error: max_connections needs 3067 descriptors per process but RLIMIT_NOFILE "
                                      "stays at 256 (hard limit 256)") != std::string::npos);
     CHECK(answers_hello(cluster.port()));  // it still serves, as nginx does
+  }
+}
+
+TEST_SUITE("deploy") {
+  TEST_CASE("--log-format json: every lifecycle line of the master and its workers is one JSON object") {
+    cluster_process cluster(program::hello, 2, {"--log-format", "json"});
+    cluster.signal(SIGHUP);  // a rolling reload: workers start, drain, exit
+    REQUIRE(cluster.wait_for_log("\"message\":\"reload finished\"", 10s));
+    cluster.signal(SIGTERM);
+    REQUIRE(cluster.wait_exit(10s));
+    const std::string log = cluster.stderr_text();
+    int lines = 0;
+    for (std::size_t at = 0; at < log.size();) {
+      std::size_t end = log.find('\n', at);
+      REQUIRE(end != std::string::npos);  // every line ends
+      const std::string line = log.substr(at, end - at);
+      CAPTURE(line);
+      CHECK(valid_json(line));
+      CHECK(line.starts_with("{\"time\":\""));
+      CHECK(line.find("\",\"pid\":") != std::string::npos);
+      CHECK(line.find(",\"role\":\"") != std::string::npos);
+      CHECK(line.ends_with("\"}"));
+      ++lines;
+      at = end + 1;
+    }
+    CHECK(lines >= 10);
+    CHECK(log.find("\"role\":\"master\",\"message\":\"stopped\"}") != std::string::npos);
   }
 }

@@ -17,6 +17,8 @@
 
 #include "http_client.hpp"
 
+#include <cluster/detail/log.hpp>
+
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -125,15 +127,9 @@ class load_client {
   void note(int thread, const std::string& what) {
     std::lock_guard lock(notes_mutex_);
     if (notes_.size() >= 20) return;
-    auto now = std::chrono::system_clock::now();
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char stamp[32];
-    std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03dZ", tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<int>(ms % 1000));
-    notes_.push_back(std::string(stamp) + " thread " + std::to_string(thread) + ": " + what);
+    // The time of day of the cluster's log lines, to read both side by side.
+    const std::string stamp = cluster::detail::utc_timestamp(std::chrono::system_clock::now()).substr(11);
+    notes_.push_back(stamp + " thread " + std::to_string(thread) + ": " + what);
   }
 
   static pid_t answering_pid(std::string_view body) {

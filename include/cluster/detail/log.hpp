@@ -27,20 +27,24 @@ inline log_style& process_log_style() noexcept {
   return style;
 }
 
+/// `t` as "2026-11-25T09:39:49.123Z" (UTC, milliseconds).
+inline std::string utc_timestamp(std::chrono::system_clock::time_point t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char stamp[32];
+  int n = std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return std::string(stamp, n > 0 ? static_cast<std::size_t>(n) : 0);
+}
+
 /// Writes "2026-11-25T09:39:49.123Z cluster[1234] <role>: <message>\n", or
 /// {"time":"2026-11-25T09:39:49.123Z","pid":1234,"role":"<role>","message":"<message>"}
 /// in the json style.
 inline void log_line(std::string_view role, std::string_view message) noexcept {
   try {
-    auto now = std::chrono::system_clock::now();
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char stamp[32];
-    int n = std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-    const std::string_view time(stamp, n > 0 ? static_cast<std::size_t>(n) : 0);
+    const std::string time = utc_timestamp(std::chrono::system_clock::now());
     const std::string pid = std::to_string(::getpid());
     std::string line;
     line.reserve(64 + role.size() + message.size());
