@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -37,14 +36,16 @@ struct cors_options {
   std::chrono::seconds max_age{600};
 };
 
-/// CORS middleware. A preflight (OPTIONS with Origin and
-/// Access-Control-Request-Method) from an allowed origin is answered 204
-/// with the allowed methods, headers and max-age, before any route; one
-/// from another origin goes on to the router (which answers OPTIONS without
-/// CORS fields: the browser refuses the call). Other responses to an
-/// allowed origin get Access-Control-Allow-Origin (and -Credentials,
-/// -Expose-Headers). With a list of origins, every response says
-/// "Vary: Origin", so caches keep one copy per origin.
+/// CORS middleware; add it router-wide, so that it also sees the router's
+/// own OPTIONS answers. A preflight (OPTIONS with Origin and
+/// Access-Control-Request-Method) is answered by the router (204 with
+/// Allow, or 404 for a path no route has) or by an OPTIONS route; when its
+/// origin is allowed, this adds the allowed methods, headers and max-age.
+/// A preflight from another origin gets no CORS field, so the browser
+/// refuses the call. Every response to an allowed origin gets
+/// Access-Control-Allow-Origin (and -Credentials, -Expose-Headers). With a
+/// list of origins, every response says "Vary: Origin", so caches keep one
+/// copy per origin.
 class cors final : public middleware {
  public:
   /// Throws std::invalid_argument for no origins, "*" with credentials (the
@@ -68,25 +69,19 @@ class cors final : public middleware {
       if (!is_valid_field_value(*v)) throw std::invalid_argument("cluster::cors: bad value \"" + *v + "\"");
   }
 
-  std::optional<response> before(request& req) override {
-    if (req.method() != "OPTIONS" || !req.has_header("Access-Control-Request-Method")) return std::nullopt;
-    std::string_view origin = req.header("Origin");
-    if (!allowed(origin)) return std::nullopt;
-    response res = response::empty(204);
-    res.set("Access-Control-Allow-Methods", methods_);
-    if (!headers_.empty()) res.set("Access-Control-Allow-Headers", headers_);
-    res.set("Access-Control-Max-Age", max_age_);
-    return res;  // after() adds the origin fields
-  }
-
   void after(const request& req, response& res) override {
     if (!any_) res.headers.add("Vary", "Origin");
     std::string_view origin = req.header("Origin");
     if (!allowed(origin)) return;
     res.set("Access-Control-Allow-Origin", any_ ? std::string_view("*") : origin);
     if (credentials_) res.set("Access-Control-Allow-Credentials", "true");
-    if (!expose_.empty() && !(req.method() == "OPTIONS" && req.has_header("Access-Control-Request-Method")))
+    if (req.method() == "OPTIONS" && req.has_header("Access-Control-Request-Method")) {
+      res.set("Access-Control-Allow-Methods", methods_);
+      if (!headers_.empty()) res.set("Access-Control-Allow-Headers", headers_);
+      res.set("Access-Control-Max-Age", max_age_);
+    } else if (!expose_.empty()) {
       res.set("Access-Control-Expose-Headers", expose_);
+    }
   }
 
  private:
