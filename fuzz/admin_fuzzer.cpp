@@ -67,6 +67,16 @@ cluster::detail::cluster_status synthetic_status(std::uint8_t shape, std::uint32
   return st;
 }
 
+// Every combination of the probes' verdicts, with and without a reason.
+cluster::detail::service_health synthetic_health(std::uint8_t shape) {
+  cluster::detail::service_health h;
+  h.live.ok = shape & 1;
+  h.ready.ok = shape & 2;
+  if (!h.live.ok) h.live.reason = "supervision stalled for 4000 ms";
+  if (!h.ready.ok) h.ready.reason = "slot " + std::to_string(shape >> 2) + " has no ready worker";
+  return h;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -80,7 +90,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // The admin server's handler type, as admin_server holds it.
   std::function<cluster::response(const cluster::request&)> render = [&](const cluster::request& req) {
     calls.record(req);
-    return cluster::detail::admin_answer(req, [&] { return synthetic_status(shape, seed); });
+    return cluster::detail::admin_answer(req, [&] { return synthetic_status(shape, seed); },
+                                         [&] { return synthetic_health(shape); });
   };
   fuzz::serve_and_check(render, s, calls);
   return 0;

@@ -66,6 +66,7 @@ bool worker_accepts(std::uint16_t kind) {
   switch (static_cast<message_kind>(kind)) {
     case message_kind::drain:
     case message_kind::retire:
+    case message_kind::lame_duck:
     case message_kind::user:
     case message_kind::reply:
     case message_kind::broadcast_ack: return true;
@@ -94,7 +95,7 @@ bool reference(std::string_view p, bool (*accepts)(std::uint16_t), std::vector<s
     if (p.size() - at < 24) return false;
     std::uint32_t magic = u32(at), length = u32(at + 12);
     std::uint16_t kind = u16(at + 4);
-    bool known = (kind >= 1 && kind <= 7) || (kind >= 16 && kind <= 20);
+    bool known = (kind >= 1 && kind <= 8) || (kind >= 16 && kind <= 20);
     if (magic != 0x434c5354 || !known || length > p.size() - at - 24) return false;
     // The receiver sees a message before it refuses it.
     out.push_back({kind, u16(at + 6), u32(at + 8), u64(at + 16), std::string(p.substr(at + 24, length))});

@@ -13,6 +13,7 @@
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -196,6 +197,46 @@ TEST_SUITE("deploy") {
     CHECK(stop_orphan(new_master));
     CHECK_FALSE(fs::exists(pid_path));  // the new master removes its own pid file
     CHECK(group_members(cluster.pid()).empty());  // nothing left behind
+  }
+
+  TEST_CASE("/readyz answers 200 on every probe through a binary upgrade: the old master leaves the admin socket") {
+    subreaper reaper;
+    temp_dir dir("deploy");
+    const std::string app = dir / "app";
+    install(path_of(program::lifecycle), app);
+    cluster_process cluster(app, 2, {"--admin", "127.0.0.1:0"});
+    const std::uint16_t admin = cluster.admin_port();
+    std::atomic<bool> done{false};
+    std::atomic<int> probes{0}, not_ready{0};
+    std::string first_refusal;
+    std::thread prober([&] {
+      for (int i = 0; i < 100'000 && !done; ++i) {
+        try {
+          http_client c(admin, 2s);
+          c.send(get_request("/readyz"));
+          auto r = c.read_response(2s);
+          ++probes;
+          if (r.status != 200 && not_ready++ == 0) first_refusal = std::to_string(r.status) + " " + r.body;
+        } catch (const std::exception& e) {
+          if (not_ready++ == 0) first_refusal = e.what();
+        }
+      }
+    });
+    REQUIRE(wait_until([&] { return probes >= 20; }, 5s));
+    install(binary_from_env("CLUSTER_LIFECYCLE_V2"), app);
+    cluster.signal(SIGUSR2);
+    auto line = cluster.next_stdout_line(15s);
+    const pid_t new_master = line ? master_in_ready_line(*line) : 0;
+    auto old_status = cluster.wait_exit(15s);
+    const int at_exit = probes;
+    CHECK(wait_until([&] { return probes >= at_exit + 20; }, 5s));  // the new master answers on
+    done = true;
+    prober.join();
+    INFO("probes: " << probes << ", first refusal: " << first_refusal);
+    CHECK(line);
+    CHECK(old_status);
+    CHECK(not_ready == 0);
+    CHECK(stop_orphan(new_master));
   }
 
   TEST_CASE("a new build whose master cannot start is rolled back; the old master keeps serving") {

@@ -329,8 +329,9 @@ TEST_SUITE("unit") {
     // The master serves the admin endpoint with this code: a crash here
     // would take down the master and every worker.
     auto snapshot = [] { return cluster::detail::cluster_status{}; };
+    auto health = [] { return cluster::detail::service_health{}; };
     std::function<cluster::response(const cluster::request&)> render = [&](const cluster::request& req) {
-      return cluster::detail::admin_answer(req, snapshot);
+      return cluster::detail::admin_answer(req, snapshot, health);
     };
     cluster::options opts;
     opts.max_headers = 11;
@@ -346,8 +347,14 @@ TEST_SUITE("unit") {
       st.slots.resize(2);
       return st;
     };
+    int snapshots = 0;
+    auto counted_snapshot = [&] {
+      ++snapshots;
+      return snapshot();
+    };
+    auto health = [] { return cluster::detail::service_health{}; };
     std::function<cluster::response(const cluster::request&)> render = [&](const cluster::request& req) {
-      return cluster::detail::admin_answer(req, snapshot);
+      return cluster::detail::admin_answer(req, counted_snapshot, health);
     };
     cluster::options opts;
     auto wire = serve_in_memory(render, opts,
@@ -366,6 +373,47 @@ TEST_SUITE("unit") {
     CHECK(out.responses[4].header("Allow") == "GET, HEAD");
     CHECK(out.responses[5].status == 200);
     CHECK(out.responses[5].body.empty());
+    CHECK(snapshots == 4);  // the 404 and the 405 take none
+  }
+
+  TEST_CASE("memory: /livez and /readyz answer the master's verdict, 200 ok or 503 with its reason, never cached") {
+    cluster::detail::service_health verdict;
+    int snapshots = 0;
+    auto snapshot = [&] {
+      ++snapshots;
+      return cluster::detail::cluster_status{};
+    };
+    auto health = [&] { return verdict; };
+    std::function<cluster::response(const cluster::request&)> render = [&](const cluster::request& req) {
+      return cluster::detail::admin_answer(req, snapshot, health);
+    };
+    cluster::options opts;
+    auto probe = [&](const char* method, const char* path) {
+      auto wire = serve_in_memory(render, opts, {request(method, path)});
+      auto out = parse_responses(wire.output, [&](std::size_t, const wire_response&) {
+        return std::string_view(method) == "HEAD";
+      });
+      REQUIRE(out.error.empty());
+      REQUIRE(out.responses.size() == 1);
+      if (out.responses[0].status != 405) CHECK(out.responses[0].header("Cache-Control") == "no-store");
+      return out.responses[0];
+    };
+    verdict.live = {true, ""};
+    verdict.ready = {false, "slot 1 has no ready worker"};
+    auto live = probe("GET", "/livez");
+    CHECK(live.status == 200);
+    CHECK(live.body == "ok\n");
+    auto ready = probe("GET", "/readyz");
+    CHECK(ready.status == 503);
+    CHECK(ready.body == "slot 1 has no ready worker\n");
+    CHECK(probe("HEAD", "/readyz").status == 503);
+    verdict.live = {false, "stopped"};
+    verdict.ready = {true, ""};
+    CHECK(probe("GET", "/livez").status == 503);
+    CHECK(probe("GET", "/readyz").status == 200);
+    CHECK(probe("GET", "/readyz?verbose").status == 200);
+    CHECK(probe("POST", "/readyz").status == 405);
+    CHECK(snapshots == 0);  // a probe reads no /proc file
   }
 
   TEST_CASE("memory: a 500 answering HEAD has no body, and a request pipelined behind it is answered after it") {

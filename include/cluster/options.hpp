@@ -88,6 +88,13 @@ struct options {
   std::chrono::milliseconds write_timeout{30'000};
 
   // --- Lifecycle --------------------------------------------------------------
+  /// SIGTERM/SIGINT behind a balancer: for this long before the graceful stop
+  /// begins, /readyz answers 503 while the workers serve on, closing each
+  /// connection after its response, so the balancer's health checks take the
+  /// host out first. Pick at least the balancer's check interval times its
+  /// fall count (Kubernetes: the readiness probe's period × failureThreshold).
+  /// 0 (default): the graceful stop begins at once. 0 ms..1 h.
+  std::chrono::milliseconds drain_delay{0};
   /// Graceful stop (SIGTERM, SIGINT): how long in-flight requests may take
   /// before the remaining workers are killed, 0 ms..1 h.
   std::chrono::milliseconds shutdown_timeout{10'000};
@@ -285,6 +292,7 @@ inline std::span<const options::spec> options::specs() {
       CLUSTER_OPTION(body_timeout, "--body-timeout", nullptr, 1, hour, "ms", "longest pause within a body (408)"),
       CLUSTER_OPTION(idle_timeout, "--idle-timeout", nullptr, 1, hour, "ms", "keep-alive wait for the next request"),
       CLUSTER_OPTION(write_timeout, "--write-timeout", nullptr, 1, hour, "ms", "longest stall of a client not reading"),
+      CLUSTER_OPTION(drain_delay, "--drain-delay", nullptr, 0, hour, "ms", "/readyz 503 this long before a stop"),
       CLUSTER_OPTION(shutdown_timeout, "--shutdown-timeout", nullptr, 0, hour, "ms", "graceful stop deadline"),
       CLUSTER_OPTION(restart_delay, "--restart-delay", nullptr, 0, 60'000, "ms", "first respawn backoff delay"),
       spec{"restart_factor", "--restart-factor", nullptr, 1, 10, "", "backoff growth per early failure",

@@ -70,6 +70,21 @@ class admin_server {
   /// A new master serves the Unix socket's path now: leave it at exit.
   void release_path() noexcept { path_.clear(); }
 
+  /// A new master took the service over (binary upgrade): it answers the
+  /// admin endpoint from now on (a probe of this master would say
+  /// "stopping" about a service that serves), so stop accepting, close
+  /// each open connection after its current answer, and leave the path.
+  void hand_over() {
+    asio::error_code ignored;
+    tcp_.close(ignored);
+    local_.close(ignored);
+    for (server_state* state : {&tcp_state_, &local_state_}) {
+      state->draining = true;
+      state->connections.for_each([](open_connection& c) { c.drain(); });
+    }
+    release_path();
+  }
+
   admin_server(const admin_server&) = delete;
   admin_server& operator=(const admin_server&) = delete;
 

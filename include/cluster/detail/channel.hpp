@@ -29,6 +29,7 @@ enum class message_kind : std::uint16_t {
   reload = 5,          ///< worker -> master: start a rolling reload
   scale = 6,           ///< worker -> master: set the worker count to `type`
   upgrade = 7,         ///< worker -> master: start a binary upgrade
+  lame_duck = 8,       ///< master -> worker: the service is leaving its balancer; close each connection after its response
   user = 16,           ///< either way: an application message
   request = 17,        ///< worker -> master: an application request, answered by `reply` with the same id
   reply = 18,          ///< master -> worker: the answer to `request` `id`
@@ -83,7 +84,7 @@ bool for_each_message(std::span<const char> packet, F&& f) {
     std::memcpy(&h, packet.data() + pos, sizeof h);
     pos += sizeof h;
     bool known = (h.kind >= static_cast<std::uint16_t>(message_kind::ready) &&
-                  h.kind <= static_cast<std::uint16_t>(message_kind::upgrade)) ||
+                  h.kind <= static_cast<std::uint16_t>(message_kind::lame_duck)) ||
                  (h.kind >= static_cast<std::uint16_t>(message_kind::user) &&
                   h.kind <= static_cast<std::uint16_t>(message_kind::broadcast_ack));
     if (h.magic != message_header::magic_value || !known || h.length > packet.size() - pos) return false;

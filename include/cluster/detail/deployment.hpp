@@ -107,6 +107,11 @@ class deployment final : private upgrade_listener {
     if (reporter_) reporter_->stopping(why);
   }
 
+  /// SIGTERM with a drain delay: the service is on its way out already.
+  void leaving(std::chrono::milliseconds delay) {
+    if (reporter_) reporter_->stopping("leaving: graceful stop in " + std::to_string(delay.count()) + " ms");
+  }
+
   /// From the supervision tick: the watchdog's keep-alive when it is due.
   void tick(clock::time_point now) { reporter_->tick(now); }
 

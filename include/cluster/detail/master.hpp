@@ -53,7 +53,9 @@ class Cluster final {
     program_image image = program_image::of_this_process();
     handed_over inherited = take_handover();
     int admin_fd = open_listeners(inherited);
-    auto render = [this](const request& r) { return admin_answer(r, [this] { return supervisor_.snapshot(); }); };
+    auto render = [this](const request& r) {
+      return admin_answer(r, [this] { return supervisor_.snapshot(); }, [this] { return supervisor_.health(); });
+    };
     if (admin_fd >= 0)  // handed over (this master owns it now) or passed by systemd (it does)
       admin_ = std::make_unique<admin_server>(io_, admin_tcp_state_, admin_local_state_, admin_fd,
                                               !inherited.empty(), render);
@@ -82,9 +84,14 @@ class Cluster final {
     if (admin_) admin_->start();
     // Forks happen here, between handlers, never inside one: the child then
     // starts from a plain stack with no Asio frame of the master above it.
+    bool admin_handed_over = false;
     while (!supervisor_.finished()) {
       while (auto plan = supervisor_.next_fork()) fork_worker(*plan);
       if (supervisor_.finished() || io_.run_one() == 0) break;
+      if (admin_ && !admin_handed_over && supervisor_.handed_over()) {
+        admin_->hand_over();
+        admin_handed_over = true;
+      }
     }
 
     if (admin_ && supervisor_.handed_over()) admin_->release_path();

@@ -58,9 +58,9 @@ class response_writer final : public stream_sink {
   }
 
   /// True when the connection closes after the response to `req`:
-  /// `forced`, the client asked, or the server drains.
+  /// `forced`, the client asked, or the server drains or is leaving.
   bool closes_after(const request& req, bool forced) const noexcept {
-    return forced || !req.keep_alive() || state_.draining;
+    return forced || !req.keep_alive() || state_.draining || state_.closing;
   }
 
   /// True when the connection cannot carry another request after the

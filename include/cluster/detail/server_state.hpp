@@ -103,6 +103,10 @@ struct server_state {
   date_cache dates;
   connection_registry connections;
   bool draining = false;  ///< finish what is in flight, then close
+  /// The service is leaving its balancer (SIGTERM with drain_delay): serve on,
+  /// but close each connection after its response, so that a balancer's
+  /// pooled connections end cleanly before the stop rather than being cut.
+  bool closing = false;
   /// This process's cell in the shared region (requests answered, heartbeat),
   /// or nullptr outside a cluster.
   worker_cell* cell = nullptr;

@@ -55,6 +55,8 @@ class supervision_tick {
   }
   /// No tick after this one.
   void stop() noexcept { stopped_ = true; }
+  /// Time between ticks.
+  std::chrono::milliseconds period() const { return health_.period(); }
 
  private:
   asio::awaitable<void> run() {

@@ -23,6 +23,7 @@
 #include <cluster/detail/respawner.hpp>
 #include <cluster/detail/rolling_reload.hpp>
 #include <cluster/detail/scaling.hpp>
+#include <cluster/detail/service_health.hpp>
 #include <cluster/detail/shared_region.hpp>
 #include <cluster/detail/slot_sockets.hpp>
 #include <cluster/detail/slot_table.hpp>
@@ -97,7 +98,7 @@ class supervisor final : private control,
   /// The next worker to fork, if any: requests the slot no longer accepts
   /// (retired, or already replaced) are dropped on the way.
   std::optional<fork_plan> next_fork() {
-    while (!pending_.empty() && !stopping_) {
+    while (!pending_.empty() && !stop_begun()) {
       auto [index, successor] = pending_.front();
       pending_.pop_front();
       if (table_.can_fork(index, successor)) return planner_.plan(index, successor);
@@ -145,22 +146,31 @@ class supervisor final : private control,
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0)
       if (!deploy_.reaped(pid, status)) on_exit(pid, status);  // else the new master of a binary upgrade
-    if (stopping_ && table_.workers().empty()) finish();
+    if (stop_begun() && table_.workers().empty()) finish();
   }
 
-  /// SIGTERM, SIGINT: every worker drains by shutdown_timeout; a second one stops now.
+  /// SIGTERM, SIGINT: with a drain delay, /readyz turns 503 and the workers
+  /// serve on for the delay (a second signal ends the delay at once); then
+  /// every worker drains by shutdown_timeout. A signal during that stops now.
   void graceful_stop(int signo) {
-    if (stopping_) {
-      stop_now(signal_name(signo) + " during a graceful stop");
+    const std::string why = signal_name(signo);
+    if (stop_begun()) {
+      stop_now(why + " during a graceful stop");
       return;
     }
     deploy_.abandon_upgrade();
-    stop_gracefully(signal_name(signo));
+    if (phase_ == service_phase::leaving) {
+      stop_gracefully(why + " during the drain delay");
+    } else if (opts_.drain_delay.count() > 0) {
+      leave(why);
+    } else {
+      stop_gracefully(why);
+    }
   }
 
   /// SIGQUIT, a boot loop: every worker is killed at once; `why` goes to the log.
   void stop_now(const std::string& why) {
-    stopping_ = true;
+    phase_ = service_phase::stopping;
     deploy_.abandon_upgrade();
     cancel_pending_work();
     deploy_.stop_began(why);
@@ -180,15 +190,24 @@ class supervisor final : private control,
 
   /// The cluster as the admin endpoint shows it.
   cluster_status snapshot() {
-    std::string state = stopping_             ? "stopping"
-                        : reload_.active()    ? "reloading"
-                        : deploy_.announced() ? "running"
-                                              : "starting";
-    return take_snapshot(table_, cells_, {started_at_, std::move(state), stopping_}, clock::now());
+    std::string state = phase_ == service_phase::serving && reload_.active() ? "reloading" : phase_name(phase_);
+    return take_snapshot(table_, cells_, {started_at_, std::move(state), stop_begun()}, clock::now());
+  }
+
+  /// What /livez and /readyz answer (no /proc read, no message to workers).
+  service_health health() const {
+    // The tick runs every health period: several missed in a row mean the
+    // master no longer supervises, though its loop still answers.
+    const auto stall_limit = std::max<ms>(tick_.period() * 8, ms(2'000));
+    return judge_health(table_, {.phase = phase_,
+                                 .now = clock::now(),
+                                 .last_tick = last_tick_,
+                                 .tick_stall_limit = stall_limit,
+                                 .leave_ends = leave_ends_});
   }
 
   /// True once every worker is gone after a stop.
-  bool finished() const noexcept { return finished_; }
+  bool finished() const noexcept { return phase_ == service_phase::finished; }
   /// True when a new master took the service over (binary upgrade): what
   /// this master leaves behind (sockets, paths) is the new master's now.
   bool handed_over() const noexcept { return deploy_.handed_over(); }
@@ -220,6 +239,8 @@ class supervisor final : private control,
       follow(reload_.serving(w.slot, replaceable_));
     }
     deploy_.worker_ready();
+    if (phase_ == service_phase::starting && deploy_.announced()) phase_ = service_phase::serving;
+    if (phase_ == service_phase::leaving) messenger_.command(pid, message_kind::lame_duck);  // a respawn during the delay
   }
 
   void worker_wants_recycle(pid_t pid) override {
@@ -252,7 +273,7 @@ class supervisor final : private control,
 
   // Replace one worker: its successor is ready before it drains.
   void recycle(const worker_record& w, const std::string& why) {
-    if (stopping_ || !table_.replaceable(w)) return;
+    if (stop_begun() || !table_.replaceable(w)) return;
     log_line("master", worker_name(w) + " " + why + "; starting its replacement");
     pending_.push_back({w.slot, true});
   }
@@ -267,11 +288,11 @@ class supervisor final : private control,
                      .exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
                      .signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0,
                      .uptime = std::chrono::duration_cast<ms>(clock::now() - w->started),
-                     .expected = w->asked_to_leave || stopping_};
+                     .expected = w->asked_to_leave || stop_begun()};
     log_line("master", worker_name(*w) + " " + describe_wait_status(status) + " after " +
                            std::to_string(info.uptime.count()) + " ms" + (w->booted ? "" : " (before it was ready)"));
     messenger_.detach(pid);
-    exit_outcome out = table_.exited(pid, stopping_);  // `w` is gone from here on
+    exit_outcome out = table_.exited(pid, stop_begun());  // `w` is gone from here on
     slot_record* s = table_.slot(out.worker.slot);
     if (s) s->folded.add(cells_.cell(out.worker.cell));
     cells_.give(out.worker.cell);
@@ -289,10 +310,10 @@ class supervisor final : private control,
       const std::string slot_name = "slot " + std::to_string(s->index);
       auto step = reload_.failed(
           s->index, "the new worker for " + slot_name + " " + describe_wait_status(status) + " before it was ready");
-      if (step.what == reload_step::kind::none && !stopping_)
+      if (step.what == reload_step::kind::none && !stop_begun())
         log_line("master",
                  "replacement for " + slot_name + " failed; pid " + std::to_string(s->current) + " keeps serving");
-    } else if (out.was_current && s->active() && !stopping_) {
+    } else if (out.was_current && s->active() && !stop_begun()) {
       sockets_.steer(table_);  // new connections go to the slots that serve meanwhile
       if (out.needs_worker) {
         ++s->restarts;
@@ -305,15 +326,15 @@ class supervisor final : private control,
     }
     if (out.slot_removed) {
       sockets_.close_removed(table_);
-      if (!stopping_) scaling_.apply();
+      if (!stop_begun()) scaling_.apply();
     }
-    if (!stopping_) deploy_.workers_changed();
+    if (!stop_begun()) deploy_.workers_changed();
   }
 
   // --- Reload and scale --------------------------------------------------------
 
   bool reload() override {
-    if (stopping_ || deploy_.refused_during_upgrade("reload")) return false;
+    if (refuses_commands("reload") || deploy_.refused_during_upgrade("reload")) return false;
     std::vector<int> order;
     for (const slot_record& s : table_.slots())
       if (s.active()) order.push_back(s.index);
@@ -327,7 +348,7 @@ class supervisor final : private control,
   }
 
   bool scale(int workers) override {
-    return !stopping_ && !deploy_.refused_during_upgrade("scale") && scaling_.scale(workers);
+    return !refuses_commands("scale") && !deploy_.refused_during_upgrade("scale") && scaling_.scale(workers);
   }
 
   void on_reload_event(cluster::reload_event e) {
@@ -338,7 +359,8 @@ class supervisor final : private control,
   // --- Binary upgrade (deployment.hpp) ----------------------------------------
 
   bool upgrade() override { return deploy_.upgrade(); }
-  bool stopping() const override { return stopping_; }
+  // Leaving counts: a service on its way out starts no upgrade.
+  bool stopping() const override { return phase_ >= service_phase::leaving; }
   bool reloading() const override { return reload_.active(); }
   void step_down() override { stop_gracefully("binary upgrade"); }
 
@@ -354,10 +376,13 @@ class supervisor final : private control,
 
   // --- Supervision tick (supervision_tick.hpp) and stopping -------------------
 
-  void tick_began(clock::time_point now) { deploy_.tick(now); }
+  void tick_began(clock::time_point now) {
+    last_tick_ = now;
+    deploy_.tick(now);
+  }
 
   void kill_unhealthy(worker_record& w, const health_verdict& v) {
-    if (v.what == health_verdict::kind::kill_undrained && stopping_) exit_code_ = std::max(exit_code_, 1);
+    if (v.what == health_verdict::kind::kill_undrained && stop_begun()) exit_code_ = std::max(exit_code_, 1);
     kill_worker(w, false);
   }
 
@@ -366,7 +391,8 @@ class supervisor final : private control,
   // what is queued on its slot before closing the last one: connections
   // that reached the accept queue are answered, later ones refused.
   void stop_gracefully(const std::string& why) {
-    stopping_ = true;
+    phase_ = service_phase::stopping;
+    leave_timer_.cancel();
     cancel_pending_work();
     deploy_.stop_began(why);
     log_line("master", why + ": graceful stop of " + std::to_string(table_.workers().size()) + " workers (deadline " +
@@ -383,9 +409,38 @@ class supervisor final : private control,
     respawner_.stop();
   }
 
+  // SIGTERM with a drain delay: /readyz answers 503 at once so that the
+  // balancer's checks take the host out, every response closes its
+  // connection so that pooled connections end cleanly instead of being cut
+  // by the stop, and the workers serve normally until the delay ends.
+  void leave(const std::string& why) {
+    phase_ = service_phase::leaving;
+    reload_.cancel();  // respawns go on: the workers serve normally until the delay ends
+    leave_ends_ = clock::now() + opts_.drain_delay;
+    log_line("master", why + ": leaving: /readyz answers 503; workers serve on for " +
+                           std::to_string(opts_.drain_delay.count()) + " ms (drain_delay), then stop gracefully");
+    deploy_.leaving(opts_.drain_delay);
+    for (const worker_record& w : table_.workers()) messenger_.command(w.pid, message_kind::lame_duck);
+    leave_timer_.expires_at(leave_ends_);
+    leave_timer_.async_wait([this, why](asio::error_code ec) {
+      if (!ec && phase_ == service_phase::leaving) stop_gracefully(why + " after the drain delay");
+    });
+  }
+
+  // Leaving or stopping: the operator's commands that would start something
+  // new are refused, and said so.
+  bool refuses_commands(const char* what) const {
+    if (phase_ < service_phase::leaving) return false;
+    log_line("master", std::string(what) + " refused: the cluster is " + phase_name(phase_));
+    return true;
+  }
+
+  bool stop_begun() const noexcept { return phase_ >= service_phase::stopping; }
+
   void finish() {
-    if (finished_) return;
-    finished_ = true;
+    if (finished()) return;
+    phase_ = service_phase::finished;
+    leave_timer_.cancel();
     tick_.stop();
     log_line("master", exit_code_ == 0 ? "stopped" : "stopped (exit code " + std::to_string(exit_code_) + ")");
     io_.stop();
@@ -407,8 +462,10 @@ class supervisor final : private control,
   clock::time_point started_at_ = clock::now();
   deployment deploy_{io_, opts_, table_, sockets_, static_cast<deployment_host&>(*this)};
   supervision_tick<supervisor> tick_{io_, opts_, table_, cells_, respawner_.policy(), *this};
-  bool stopping_ = false;
-  bool finished_ = false;
+  service_phase phase_ = service_phase::starting;
+  clock::time_point last_tick_ = clock::now();
+  clock::time_point leave_ends_{};
+  asio::steady_timer leave_timer_{io_};
   int exit_code_ = 0;
 };
 

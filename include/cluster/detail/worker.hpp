@@ -160,6 +160,7 @@ class Worker final : private control, private connection_events {
     switch (static_cast<message_kind>(h.kind)) {
       case message_kind::drain: begin_drain(); return true;
       case message_kind::retire: retire(); return true;
+      case message_kind::lame_duck: state_.closing = true; return true;
       default: return messenger_.dispatch(h, payload);  // false: not a message a worker gets
     }
   }
