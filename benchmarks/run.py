@@ -1409,13 +1409,21 @@ def section_routing(args, prof, paths, work, results):
         for s in servers.values():
             s.wait_ready(30)
         modes = [("keep-alive", 1), ("pipelined x16", 16)]
+        # Windows sized as in section 1: cpu_target seconds of server CPU
+        # (the tick of utime+stime is 10 ms), within [min_wall, max_wall].
         sizes = {}
         for mode, depth in modes:
             for kind, path in targets.items():
                 cal = prof["cal_ka"] if depth == 1 else prof["cal_pipe"]
                 run_h2load(args, servers[kind].port, cal, depth, path=path)  # warm-up
+                pids = servers[kind].tree()
+                ns0 = sched_ns(pids)
+                r = run_h2load(args, servers[kind].port, cal, depth, path=path)
+                cpu_per_req = max((sched_ns(pids) - ns0) / 1e9 / max(r["succeeded"], 1), 1e-8)
+                want = min(max(prof["cpu_target"] / cpu_per_req, r["rps"] * prof["min_wall"]),
+                           r["rps"] * prof["max_wall"])
                 unit = 64 * depth
-                sizes[(kind, mode)] = max(unit * 8, cal * 2 // unit * unit)
+                sizes[(kind, mode)] = max(unit * 8, int(want) // unit * unit)
         for rnd in range(prof["rounds"] * 2):
             order = list(targets) if rnd % 2 == 0 else list(reversed(targets))
             for mode, depth in modes:

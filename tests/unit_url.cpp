@@ -31,7 +31,7 @@ std::vector<std::string> segments_of(std::string_view target) {
   }
   CHECK(text.data() == before);  // decoded in place: never reallocated
   std::vector<std::string> out;
-  for (std::size_t i = 0; i < s.count; ++i) out.emplace_back(s.items[i]);
+  for (std::size_t i = 0; i < s.count; ++i) out.emplace_back(s[i]);
   return out;
 }
 

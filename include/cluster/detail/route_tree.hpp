@@ -134,21 +134,25 @@ class route_tree {
   static constexpr method_set all_methods = (1u << route_method_names.size()) - 1;
 
   struct node {
-    std::vector<std::pair<std::string, std::unique_ptr<node>>> literals;  // sorted by text
+    std::vector<std::pair<std::string, std::unique_ptr<node>>> literals;  // in shortlex order (before())
     std::unique_ptr<node> param;
     std::vector<const route*> ends;       // routes whose pattern ends here
     std::vector<const route*> wildcards;  // routes whose pattern ends in a wildcard here
 
+    // Shortlex order: most comparisons end at the lengths, without memcmp.
+    static bool before(std::string_view a, std::string_view b) noexcept {
+      return a.size() != b.size() ? a.size() < b.size() : a < b;
+    }
     node& literal_child(const std::string& text) {
       auto it = std::lower_bound(literals.begin(), literals.end(), text,
-                                 [](const auto& entry, const std::string& t) { return entry.first < t; });
+                                 [](const auto& entry, const std::string& t) { return before(entry.first, t); });
       if (it == literals.end() || it->first != text) it = literals.insert(it, {text, std::make_unique<node>()});
       return *it->second;
     }
     const node* find_literal(std::string_view text) const noexcept {
       auto it = std::lower_bound(literals.begin(), literals.end(), text,
-                                 [](const auto& entry, std::string_view t) { return entry.first < t; });
-      return it != literals.end() && it->first == text ? it->second.get() : nullptr;
+                                 [](const auto& entry, std::string_view t) { return before(entry.first, t); });
+      return it != literals.end() && std::string_view(it->first) == text ? it->second.get() : nullptr;
     }
   };
 
@@ -170,10 +174,10 @@ class route_tree {
       m.found = pick(n.ends, method);
       return m.found != nullptr;
     }
-    if (const node* child = n.find_literal(path.items[i]); child && find_at(*child, i + 1, path, method, m))
+    if (const node* child = n.find_literal(path[i]); child && find_at(*child, i + 1, path, method, m))
       return true;
-    if (n.param && !path.items[i].empty()) {
-      m.values[m.count++] = path.items[i];
+    if (n.param && !path[i].empty()) {
+      m.values[m.count++] = path[i];
       if (find_at(*n.param, i + 1, path, method, m)) return true;
       --m.count;
     }
@@ -193,8 +197,8 @@ class route_tree {
       add(n.ends);
       return;
     }
-    if (const node* child = n.find_literal(path.items[i])) allowed_at(*child, i + 1, path, set);
-    if (n.param && !path.items[i].empty()) allowed_at(*n.param, i + 1, path, set);
+    if (const node* child = n.find_literal(path[i])) allowed_at(*child, i + 1, path, set);
+    if (n.param && !path[i].empty()) allowed_at(*n.param, i + 1, path, set);
     add(n.wildcards);
   }
 
