@@ -65,6 +65,9 @@ TEST_SUITE("unit") {
     CHECK(segments_of("/x?y=/z") == strings{"x"});
     CHECK(segments_of("http://host:8080/p/q") == strings{"p", "q"});
     CHECK(segments_of("http://host") == strings{""});
+    CHECK(segments_of("HTTPS://host/a") == strings{"a"});
+    CHECK(segments_of("\"://") == strings{"<bad>"});  // a fuzzer finding: no scheme is no absolute-form
+    CHECK(segments_of("ftp://host/a") == strings{"<bad>"});
     CHECK(segments_of("*") == strings{"<asterisk>"});
     CHECK(segments_of("/a%zz") == strings{"<bad>"});
     CHECK(segments_of("/a%00") == strings{"<bad>"});

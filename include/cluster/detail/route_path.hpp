@@ -50,8 +50,8 @@ struct path_segments {
 };
 
 /// The path part of `target`: origin-form as is; absolute-form
-/// ("http://host/p?q", RFC 9112 §3.2.2) without scheme and authority ("/"
-/// when it has no path); empty for anything else. (Loops by hand: the
+/// ("http://host/p?q", RFC 9112 §3.2.2; http or https) without scheme and
+/// authority (a static "/" when it has no path); empty for anything else. (Loops by hand: the
 /// library's find_first_of calls memchr once per character.)
 constexpr std::string_view target_path(std::string_view target) noexcept {
   std::size_t end = 0;
@@ -59,7 +59,15 @@ constexpr std::string_view target_path(std::string_view target) noexcept {
   std::string_view path = target.substr(0, end);
   if (path.starts_with('/')) return path;
   std::size_t scheme = path.find("://");
-  if (scheme == std::string_view::npos || scheme == 0) return {};
+  if (scheme == std::string_view::npos) return {};
+  std::string_view name = path.substr(0, scheme);
+  auto equal_nocase = [name](std::string_view lower) {
+    if (name.size() != lower.size()) return false;
+    for (std::size_t i = 0; i < name.size(); ++i)
+      if ((name[i] | 0x20) != lower[i]) return false;
+    return true;
+  };
+  if (!equal_nocase("http") && !equal_nocase("https")) return {};
   std::size_t slash = path.find('/', scheme + 3);
   return slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
 }
