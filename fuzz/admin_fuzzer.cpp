@@ -1,14 +1,15 @@
 // libFuzzer target: the master's admin endpoint as a client sees it. The
 // same connection code, parser and limits as a worker's, with the admin's
-// routing (detail::admin_answer: /metrics, /status, /status?format=text, 404,
-// 405) and its renderers over a synthetic cluster_status, driven over an
+// routing (detail::admin_answer: the page at /, /metrics, /status,
+// /status?format=text, 404, 405) and its renderers over a synthetic
+// cluster_status (rates and latency quantiles included, or none), driven over an
 // in-memory socket. A crash here would take the master, and every worker
 // with it, down. Same oracle as connection_fuzzer (harness.hpp).
 //
 // Input: harness.hpp's header (byte 0 bits 0-1: unused), one byte shaping
 // the status (bits 0-2: slots; bits 3-4: master state; bit 5: /proc figures
-// found; bit 6: a state name that needs JSON escaping), then what the client
-// sends.
+// found; bit 6: a state name that needs JSON escaping; bit 7: rates
+// measured, with latency quantiles), then what the client sends.
 //   fuzz/run admin [seconds]
 #include "harness.hpp"
 
@@ -45,6 +46,14 @@ cluster::detail::cluster_status synthetic_status(std::uint8_t shape, std::uint32
                                           .found = present};
   };
   st.master = process(found);
+  if (shape & 0x80) {
+    st.rates.interval_seconds = 1 + next() % 1000 / 1000.0;
+    st.rates.master_cpu_percent = next() % 100'000 / 100.0;
+    st.rates.requests_per_second = next() / 7.0;
+    for (auto& d : st.rates.durations_per_second) d = next() % 10'000 / 3.0;
+    st.rates.p50_seconds = next() % 10'000'000 / 1e6;
+    st.rates.p99_seconds = next() % 10'000'000 / 1e6;
+  }
   for (int i = 0; i < (shape & 7); ++i) {
     cluster::detail::slot_status s;
     s.slot = i;
@@ -62,6 +71,7 @@ cluster::detail::cluster_status synthetic_status(std::uint8_t shape, std::uint32
     s.open_connections = static_cast<std::int64_t>(next() % 100'000) - 10;
     s.loop_lag_seconds = next() / 1e6;
     s.process = process(found && (next() & 1));
+    s.rates = {.slot = i, .requests_per_second = next() / 3.0, .cpu_percent = next() % 100'000 / 100.0};
     st.slots.push_back(std::move(s));
   }
   return st;

@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include "support/cluster_process.hpp"
+#include "support/free_port.hpp"
 #include "support/http_client.hpp"
 #include "support/load.hpp"
 #include "support/process.hpp"
@@ -25,7 +26,6 @@
 
 #include <netinet/in.h>
 #include <poll.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -46,46 +46,6 @@ pid_t pid_in_file(const std::string& path) {
   std::ifstream in(path);
   long pid = 0;
   return (in >> pid) ? static_cast<pid_t>(pid) : 0;
-}
-
-// Installs `build` as `program` the way a deploy does: a new file renamed
-// over the old one (the running master's file keeps its old inode).
-void install(const std::string& build, const std::string& program) {
-  const std::string next = program + ".next";
-  fs::copy_file(build, next, fs::copy_options::overwrite_existing);
-  fs::permissions(next, fs::perms::owner_all);
-  fs::rename(next, program);
-}
-
-// "cluster: master <PID> listening on ..." -> PID.
-pid_t master_in_ready_line(const std::string& line) {
-  pid_t pid = 0;
-  std::sscanf(line.c_str(), "cluster: master %d listening", &pid);
-  return pid;
-}
-
-// This test process adopts orphans while it lives: the new master of an
-// upgrade outlives the old one (its parent) and is then reaped here, by PID.
-class subreaper {
- public:
-  subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
-  ~subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
-  subreaper(const subreaper&) = delete;
-  subreaper& operator=(const subreaper&) = delete;
-};
-
-// Stops a master this test did not start (by SIGTERM, then SIGKILL) and reaps
-// it; true when it exited 0 after SIGTERM.
-bool stop_orphan(pid_t pid) {
-  if (pid <= 0) return false;
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  bool exited = wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 10s);
-  if (!exited) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-  }
-  return exited && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 load_options gets_and_posts() {
@@ -141,19 +101,6 @@ class fake_notify_socket {
   int fd_ = -1;
 };
 
-// A free port on 127.0.0.1 for a program that binds its own socket.
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 }  // namespace
 
 TEST_SUITE("deploy") {
@@ -161,14 +108,14 @@ TEST_SUITE("deploy") {
     subreaper reaper;
     temp_dir dir("deploy");
     const std::string app = dir / "app", pid_path = dir / "app.pid";
-    install(path_of(program::lifecycle), app);
+    install_program(path_of(program::lifecycle), app);
     cluster_process cluster(app, 2, {"--pid-file", pid_path});
     CHECK(pid_in_file(pid_path) == cluster.pid());
     CHECK(version_of(cluster.port()) == "version 1\n");
     load_client load(cluster.port(), gets_and_posts());
     REQUIRE(wait_until([&] { return load.ok() >= 200; }, 5s));
 
-    install(binary_from_env("CLUSTER_LIFECYCLE_V2"), app);
+    install_program(binary_from_env("CLUSTER_LIFECYCLE_V2"), app);
     cluster.signal(SIGUSR2);
     auto line = cluster.next_stdout_line(15s);
     REQUIRE(line);
@@ -203,7 +150,7 @@ TEST_SUITE("deploy") {
     subreaper reaper;
     temp_dir dir("deploy");
     const std::string app = dir / "app";
-    install(path_of(program::lifecycle), app);
+    install_program(path_of(program::lifecycle), app);
     cluster_process cluster(app, 2, {"--admin", "127.0.0.1:0"});
     const std::uint16_t admin = cluster.admin_port();
     std::atomic<bool> done{false};
@@ -223,7 +170,7 @@ TEST_SUITE("deploy") {
       }
     });
     REQUIRE(wait_until([&] { return probes >= 20; }, 5s));
-    install(binary_from_env("CLUSTER_LIFECYCLE_V2"), app);
+    install_program(binary_from_env("CLUSTER_LIFECYCLE_V2"), app);
     cluster.signal(SIGUSR2);
     auto line = cluster.next_stdout_line(15s);
     const pid_t new_master = line ? master_in_ready_line(*line) : 0;
@@ -243,12 +190,12 @@ TEST_SUITE("deploy") {
     subreaper reaper;
     temp_dir dir("deploy");
     const std::string app = dir / "app", pid_path = dir / "app.pid";
-    install(path_of(program::lifecycle), app);
+    install_program(path_of(program::lifecycle), app);
     cluster_process cluster(app, 2, {"--pid-file", pid_path});
     load_client load(cluster.port(), gets_and_posts());
     REQUIRE(wait_until([&] { return load.ok() >= 100; }, 5s));
 
-    install("/bin/false", app);  // exits 1 at once
+    install_program("/bin/false", app);  // exits 1 at once
     cluster.signal(SIGUSR2);
     REQUIRE(cluster.wait_for_log("binary upgrade rolled back", 10s));
     const auto ok_after = load.ok();
@@ -269,13 +216,13 @@ TEST_SUITE("deploy") {
     subreaper reaper;
     temp_dir dir("deploy");
     const std::string app = dir / "app", marker = dir / "fail-start";
-    install(path_of(program::lifecycle), app);
+    install_program(path_of(program::lifecycle), app);
     cluster_process cluster(app, 2, {"--start-timeout", "1500"}, {"CLUSTER_TEST_FAIL_START_IF_EXISTS=" + marker});
     load_client load(cluster.port(), gets_and_posts());
     REQUIRE(wait_until([&] { return load.ok() >= 100; }, 5s));
 
     std::ofstream(marker).put('x');  // the new master's workers refuse to start
-    install(binary_from_env("CLUSTER_LIFECYCLE_V2"), app);
+    install_program(binary_from_env("CLUSTER_LIFECYCLE_V2"), app);
     cluster.signal(SIGUSR2);
     REQUIRE(cluster.wait_for_log("binary upgrade rolled back", 10s));
     const auto ok_after = load.ok();
@@ -294,7 +241,7 @@ TEST_SUITE("deploy") {
     subreaper reaper;
     temp_dir dir("deploy");
     const std::string app = dir / "app", socket_path = dir / "notify";
-    install(path_of(program::lifecycle), app);
+    install_program(path_of(program::lifecycle), app);
     fake_notify_socket systemd(socket_path);
     cluster_process cluster(app, 2, {}, {"NOTIFY_SOCKET=" + socket_path, "WATCHDOG_USEC=400000"});
     REQUIRE(systemd.wait_for("READY=1", 5s));
@@ -309,7 +256,7 @@ TEST_SUITE("deploy") {
     CHECK(systemd.events[1].starts_with("RELOADING=1\nMONOTONIC_USEC="));
     CHECK(systemd.events[2].starts_with("READY=1\nSTATUS=2/2 workers ready"));
 
-    install(binary_from_env("CLUSTER_LIFECYCLE_V2"), app);
+    install_program(binary_from_env("CLUSTER_LIFECYCLE_V2"), app);
     cluster.signal(SIGUSR2);
     auto line = cluster.next_stdout_line(15s);
     REQUIRE(line);

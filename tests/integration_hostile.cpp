@@ -253,7 +253,7 @@ std::vector<std::unique_ptr<http_client>> flood_admin(std::uint16_t admin_port) 
   return open_clients(admin_port, 90, "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
 }
 
-const std::vector<std::string> at_most_64_descriptors{"/usr/bin/prlimit", "--nofile=64:64"};
+const std::vector<std::string> at_most_64_descriptors = with_descriptor_limit(64);
 
 /// Limits for the descriptor exhaustion tests: connections that got their
 /// answer stay open for the whole test, holding their descriptors.

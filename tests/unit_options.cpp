@@ -168,3 +168,71 @@ TEST_SUITE("unit") {
     CHECK(cluster::options::usage("prog").find("--pid-file PATH") != std::string::npos);
   }
 }
+
+TEST_SUITE("unit") {
+  TEST_CASE("the operator's options: --user, --group, --cpu-affinity, --log-format and --drain-delay") {
+    auto o = parse({"--user", "nobody", "--group", "nogroup", "--cpu-affinity", "auto", "--log-format=json",
+                    "--drain-delay", "1500"});
+    CHECK(o.user == "nobody");
+    CHECK(o.group == "nogroup");
+    CHECK(o.cpu_affinity == "auto");
+    CHECK(o.log_format == "json");
+    CHECK(o.drain_delay == std::chrono::milliseconds(1500));
+    CHECK_NOTHROW(o.validate());
+    CHECK(parse({"--user", "0"}).user == "0");  // a numeric uid
+    CHECK(parse({}).log_format == "text");
+    CHECK(parse({}).drain_delay.count() == 0);
+  }
+
+  TEST_CASE("the operator's options refuse what cannot work, naming the option, before any fork") {
+    CHECK(option_error_of([] { parse({"--user", "no-such-user-here"}); }, "--user").find("known to this host") !=
+          std::string::npos);
+    CHECK(option_error_of([] { parse({"--group", "no-such-group-here"}); }, "--group").find("known to this host") !=
+          std::string::npos);
+    CHECK(option_error_of([] { parse({"--user", ""}); }, "--user") == "--user: expects a value, got ''");
+    CHECK(option_error_of([] { parse({"--cpu-affinity", "fast"}); }, "--cpu-affinity").find("auto or a CPU list") !=
+          std::string::npos);
+    CHECK(option_error_of([] { parse({"--cpu-affinity", "1023"}); }, "--cpu-affinity")
+              .find("may not run on CPU 1023") != std::string::npos);
+    option_error_of([] { parse({"--cpu-affinity", "0,"}); }, "--cpu-affinity");
+    option_error_of([] { parse({"--cpu-affinity", "-1"}); }, "--cpu-affinity");
+    option_error_of([] { parse({"--cpu-affinity", "1-0"}); }, "--cpu-affinity");
+    option_error_of([] { parse({"--cpu-affinity", "99999999999"}); }, "--cpu-affinity");
+    CHECK(option_error_of([] { parse({"--log-format", "xml"}); }, "--log-format") ==
+          "--log-format: expects text or json, got 'xml'");
+    option_error_of([] { parse({"--drain-delay", "3600001"}); }, "--drain-delay");
+    cluster::options o;
+    o.log_format = "";
+    option_error_of([&] { o.validate(); }, "log_format");
+    o = {};
+    o.user = "no-such-user-here";
+    option_error_of([&] { o.validate(); }, "user");
+    o = {};
+    o.cpu_affinity = "auto,";
+    option_error_of([&] { o.validate(); }, "cpu_affinity");
+    o = {};
+    o.host = "";
+    option_error_of([&] { o.validate(); }, "host");
+  }
+
+  TEST_CASE("--cpu-affinity: auto is every CPU the process may use; a list is taken in order, round robin per slot") {
+    const auto allowed = cluster::detail::allowed_cpus();
+    REQUIRE_FALSE(allowed.empty());
+    auto plan = cluster::detail::parse_cpu_affinity("auto");
+    CHECK(plan.cpus == allowed);
+    for (int slot = 0; slot < 5; ++slot)
+      CHECK(plan.cpu_for(slot) == allowed[static_cast<std::size_t>(slot) % allowed.size()]);
+    CHECK(cluster::detail::parse_cpu_affinity("").cpu_for(3) == -1);
+    const int c = allowed.front();
+    auto list = cluster::detail::parse_cpu_affinity(std::to_string(c) + "," + std::to_string(c) + "-" + std::to_string(c));
+    CHECK(list.cpus == std::vector<int>{c, c});
+  }
+
+  TEST_CASE("usage() lists the text options with their defaults, and the drain delay") {
+    const std::string u = cluster::options::usage("prog");
+    for (const char* flag : {"--host ADDR", "--admin HOST:PORT|unix:P", "--pid-file PATH", "--user NAME",
+                             "--group NAME", "--cpu-affinity auto|LIST", "--log-format text|json", "--drain-delay N"})
+      CHECK_MESSAGE(u.find(flag) != std::string::npos, flag);
+    CHECK(u.find("lifecycle log format (default text)") != std::string::npos);
+  }
+}

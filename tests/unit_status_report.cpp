@@ -1,8 +1,9 @@
 // Unit tests: the admin endpoint's renderers over a fabricated snapshot. The
 // JSON must parse (checked by a strict little RFC 8259 reader, odd strings
-// included); the Prometheus text must follow exposition format 0.0.4 (HELP
-// and TYPE before each family's samples, cumulative histogram buckets ending
-// at +Inf = count); the table has a row per slot.
+// and absent latencies as null included) and carry the rates; the
+// Prometheus text must follow exposition format 0.0.4 (HELP and TYPE before
+// each family's samples, cumulative histogram buckets ending at +Inf =
+// count) and add no rate; the table has an aligned row per slot.
 #include <doctest/doctest.h>
 
 #include <cluster/detail/status_report.hpp>
@@ -138,6 +139,13 @@ cluster_status fabricated() {
   st.workers = 2;
   st.master = {.cpu_seconds = 0.25, .rss_bytes = 3 << 20, .vsize_bytes = 9 << 20, .start_time = 1.7e9,
                .open_fds = 12, .found = true};
+  st.rates.interval_seconds = 1.25;
+  st.rates.master_cpu_percent = 1.5;
+  st.rates.requests_per_second = 40;
+  st.rates.durations_per_second[0] = 32;
+  st.rates.durations_per_second[3] = 8;
+  st.rates.p50_seconds = 0.0003125;
+  st.rates.p99_seconds = 0.0049;
   slot_status ready;
   ready.slot = 0;
   ready.pid = 4243;
@@ -154,6 +162,7 @@ cluster_status fabricated() {
   ready.loop_lag_seconds = 0.0001;
   ready.process = {.cpu_seconds = 1, .rss_bytes = 2 << 20, .vsize_bytes = 8 << 20, .start_time = 1.7e9,
                    .open_fds = 9, .found = true};
+  ready.rates = {.slot = 0, .requests_per_second = 40, .cpu_percent = 12.5};
   slot_status backing_off;
   backing_off.slot = 1;
   backing_off.state = "backoff";
@@ -186,6 +195,26 @@ TEST_SUITE("unit") {
     CHECK(json.find("\"backoff\":true,\"next_attempt_seconds\":0.75,\"consecutive_failures\":3,\"boot_failures\":2") !=
           std::string::npos);
     CHECK(json.ends_with("]}\n"));
+  }
+
+  TEST_CASE("status report: the JSON carries the rates of the last interval, per slot and for the cluster") {
+    std::string json = render_json(fabricated());
+    CHECK(valid_json(json));
+    CHECK(json.find("\"cpu_seconds\":0.25,\"cpu_percent\":1.5},\"rates\":{\"interval_seconds\":1.25,"
+                    "\"requests_per_second\":40,\"latency_p50_seconds\":0.0003125,\"latency_p99_seconds\":0.0049,"
+                    "\"duration_bounds_seconds\":[0.0005,0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10],"
+                    "\"durations_per_second\":[32,0,0,8,0,0,0,0,0,0,0,0,0,0,0]},\"slots\":[") != std::string::npos);
+    CHECK(json.find("\"requests\":7,\"requests_per_second\":40,\"open_connections\":3,") != std::string::npos);
+    CHECK(json.find("\"cpu_seconds\":1,\"cpu_percent\":12.5,\"loop_lag_seconds\":0.0001}") != std::string::npos);
+    // The backing-off slot: no process, no rates.
+    CHECK(json.find("\"requests\":0,\"requests_per_second\":0,") != std::string::npos);
+    // Before two samples (or without requests) there is no latency: null, still JSON.
+    cluster_status idle = fabricated();
+    idle.rates.p50_seconds.reset();
+    idle.rates.p99_seconds.reset();
+    std::string idle_json = render_json(idle);
+    CHECK(valid_json(idle_json));
+    CHECK(idle_json.find("\"latency_p50_seconds\":null,\"latency_p99_seconds\":null,") != std::string::npos);
   }
 
   TEST_CASE("status report: odd strings are escaped so that the JSON still parses") {
@@ -239,6 +268,9 @@ TEST_SUITE("unit") {
       CHECK(line.find(' ') != std::string::npos);
     }
     CHECK(seen.size() >= 20);
+    // Prometheus computes rates from the counters itself: none is exported.
+    CHECK(text.find("per_second") == std::string::npos);
+    CHECK(text.find("percent") == std::string::npos);
   }
 
   TEST_CASE("status report: Prometheus samples carry the snapshot's numbers per slot") {
@@ -271,8 +303,18 @@ TEST_SUITE("unit") {
 
   TEST_CASE("status report: the table has a header and a row per slot") {
     std::string table = render_table(fabricated());
-    CHECK(table.starts_with("master pid 4242  state running  uptime 12s  workers 2  rss 3.0 MiB\n\n"));
+    CHECK(table.starts_with("master pid 4242  state running  uptime 12s  workers 2  rss 3.0 MiB  cpu 1.5%  "
+                            "requests 40.0/s  p50 0.31 ms  p99 4.90 ms\n\n"));
     CHECK(table.find("\n0     4243     ready    ") != std::string::npos);
+    CHECK(table.find("   req/s ") != std::string::npos);
+    CHECK(table.find(" 40.0 ") != std::string::npos);  // slot 0's requests/s
+    CHECK(table.find(" 12.5 ") != std::string::npos);  // and CPU %
+    std::istringstream lines(table);
+    std::string line, header;
+    std::getline(lines, line);
+    std::getline(lines, line);
+    std::getline(lines, header);
+    while (std::getline(lines, line)) CHECK(line.size() == header.size());  // aligned
     CHECK(table.find("\n1     -1       backoff  ") != std::string::npos);
     CHECK(table.find("0.8s") != std::string::npos);  // retry in, for the slot backing off
   }

@@ -6,6 +6,7 @@
 #include <cluster/detail/asio.hpp>
 #include <cluster/detail/control.hpp>
 #include <cluster/detail/exit_flush.hpp>
+#include <cluster/detail/json_text.hpp>
 #include <cluster/detail/log_escape.hpp>
 #include <cluster/messaging.hpp>
 #include <cluster/middleware.hpp>
@@ -68,7 +69,9 @@ struct access_log_options {
 /// and sees the response as sent, and the duration covers the other
 /// middleware. The duration runs from its before() to its after() (for a
 /// streamed response, until the head is sent). Whatever the client sent
-/// is escaped: no target can break or forge a line (log_escape.hpp).
+/// is escaped: no target can break or forge a line (log_escape.hpp for the
+/// common format, json_text.hpp for JSON, where a byte that is not part of
+/// valid UTF-8 becomes U+FFFD).
 class access_log final : public middleware {
  public:
   /// Opens the file of `opts.path` (if any); throws std::system_error
@@ -191,9 +194,9 @@ class access_log final : public middleware {
       buffer_ += "\",\"port\":";
       number(peer.port());
       buffer_ += ",\"method\":\"";
-      detail::escape_json(req.method(), buffer_);
+      detail::append_json_escaped(buffer_, req.method());
       buffer_ += "\",\"target\":\"";
-      detail::escape_json(req.target(), buffer_);
+      detail::append_json_escaped(buffer_, req.target());
       buffer_ += req.version_minor() == 0 ? "\",\"version\":\"1.0\",\"status\":" : "\",\"version\":\"1.1\",\"status\":";
       number(static_cast<std::uint64_t>(res.status));
       buffer_ += ",\"bytes\":";
@@ -201,7 +204,7 @@ class access_log final : public middleware {
       buffer_ += ",\"duration_us\":";
       number(duration_us(req));
       buffer_ += ",\"id\":\"";
-      detail::escape_json(req.id(), buffer_);
+      detail::append_json_escaped(buffer_, req.id());
       buffer_ += "\"}\n";
     }
 

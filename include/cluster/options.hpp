@@ -17,8 +17,10 @@
 #include <sys/types.h>
 #include <thread>
 
+#include <cluster/detail/cpu_affinity.hpp>
 #include <cluster/detail/limits.hpp>
 #include <cluster/detail/option_values.hpp>
+#include <cluster/detail/process_identity.hpp>
 #include <cluster/option_error.hpp>
 #include <cluster/messaging.hpp>
 
@@ -62,6 +64,23 @@ struct options {
   /// master's becomes PATH.oldbin and the new master writes PATH when ready.
   /// Its directory must exist.
   std::string pid_file;
+
+  // --- The host's operator ------------------------------------------------------
+  /// Workers run as this user (a name or a uid), switched to right after the
+  /// fork, before any of your code runs; the master keeps its identity (it
+  /// binds the ports first, and later re-executes the program for a binary
+  /// upgrade and writes the pid file). Needs root. Empty: the master's user.
+  std::string user;
+  /// Workers' group (a name or a gid). Empty: the user's primary group and
+  /// its supplementary groups; set: that group alone.
+  std::string group;
+  /// Pins each worker to one CPU: "auto" gives slot i the i-th CPU the
+  /// master may run on (round robin), a list such as "0,2,4-7" the i-th CPU
+  /// of the list. Empty: not pinned.
+  std::string cpu_affinity;
+  /// The lifecycle log on stderr: "text" (default) or "json" (one object per
+  /// line: time, pid, role, message).
+  std::string log_format = "text";
 
   // --- HTTP limits and timeouts ----------------------------------------------
   /// Longest request-target in bytes (longer: 414), 16..1 MiB.
@@ -179,6 +198,21 @@ struct options {
   /// Every numeric option, in usage() order.
   static std::span<const spec> specs();
 
+  /// One option whose value is text.
+  struct text_spec {
+    const char* name;   ///< field name, used by validate()
+    const char* flag;   ///< command-line flag, used by from_args()
+    const char* value;  ///< what the value looks like, for usage()
+    const char* help;   ///< one line for usage()
+    std::string options::*field;
+    /// Throws option_error naming `as` unless `value` is accepted.
+    void (*check)(const std::string& value, const std::string& as);
+    bool empty_means_off = true;  ///< an empty field is not checked by validate()
+  };
+
+  /// Every text option, in usage() order.
+  static std::span<const text_spec> text_specs();
+
   /// The number of workers `workers = 0` stands for: the CPUs this process may
   /// run on.
   static int cpu_count() noexcept {
@@ -196,9 +230,9 @@ struct options {
 
   /// Throws option_error naming the first option out of range.
   void validate() const {
-    if (host.empty()) throw option_error("host", "must not be empty (e.g. 0.0.0.0, ::, 127.0.0.1)");
-    if (!admin.empty()) detail::parse_admin_address(admin);
-    if (!pid_file.empty()) detail::check_pid_file_path(pid_file);
+    for (const text_spec& t : text_specs())
+      if (!(this->*t.field).empty() || !t.empty_means_off) t.check(this->*t.field, t.name);
+    detail::resolve_identity(user, group);  // the pair: a group alone needs root as well
     for (const spec& s : specs()) check(s, s.name, s.get(*this));
     if (hang_timeout.count() != 0 && hang_timeout < std::chrono::milliseconds(50))
       throw option_error("hang_timeout", "must be 0 (off) or in [50, 3600000] ms, got " +
@@ -209,8 +243,8 @@ struct options {
                                                   std::to_string(restart_max_delay.count()));
   }
 
-  /// Reads every flag of specs() (e.g. --port N or --port=N), --host ADDR and
-  /// --help, after the environment variables PORT and WORKERS, which the flags
+  /// Reads every flag of specs() and text_specs() (e.g. --port N or
+  /// --port=N) and --help, after the environment variables PORT and WORKERS, which the flags
   /// override. Throws option_error for an unknown flag, a missing value or a
   /// value out of range.
   static options from_args(int argc, const char* const* argv);
@@ -314,6 +348,26 @@ inline std::span<const options::spec> options::specs() {
   return table;
 }
 
+inline std::span<const options::text_spec> options::text_specs() {
+  using o = options;
+  static const text_spec table[] = {
+      {"host", "--host", "ADDR", "address to listen on", &o::host, &detail::check_host, false},
+      {"admin", "--admin", "HOST:PORT|unix:P", "admin: /livez /readyz /metrics /status", &o::admin,
+       [](const std::string& v, const std::string& as) { detail::parse_admin_address(v, as); }},
+      {"pid_file", "--pid-file", "PATH", "the master's pid file, written when ready", &o::pid_file,
+       &detail::check_pid_file_path},
+      {"user", "--user", "NAME", "workers' user, needs root", &o::user,
+       [](const std::string& v, const std::string& as) { detail::resolve_identity(v, "", as); }},
+      {"group", "--group", "NAME", "workers' group, needs root", &o::group,
+       [](const std::string& v, const std::string& as) { detail::resolve_identity("", v, as, as); }},
+      {"cpu_affinity", "--cpu-affinity", "auto|LIST", "pin worker i to a CPU", &o::cpu_affinity,
+       [](const std::string& v, const std::string& as) { detail::parse_cpu_affinity(v, as); }},
+      {"log_format", "--log-format", "text|json", "lifecycle log format", &o::log_format, &detail::check_log_format,
+       false},
+  };
+  return table;
+}
+
 inline options options::from_args(int argc, const char* const* argv) { return from_args(argc, argv, options{}); }
 
 inline options options::from_args(int argc, const char* const* argv, options defaults) {
@@ -340,19 +394,14 @@ inline options options::from_args(int argc, const char* const* argv, options def
       if (i + 1 >= argc) throw option_error(name, "expects a value (see --help)");
       return argv[++i];
     };
-    if (name == "--host") {
-      o.host = take_value();
-      if (o.host.empty()) throw option_error("--host", "must not be empty (e.g. 0.0.0.0, ::, 127.0.0.1)");
-      continue;
-    }
-    if (name == "--admin") {
-      o.admin = take_value();
-      detail::parse_admin_address(o.admin, "--admin");
-      continue;
-    }
-    if (name == "--pid-file") {
-      o.pid_file = take_value();
-      detail::check_pid_file_path(o.pid_file, "--pid-file");
+    const text_spec* text = nullptr;
+    for (const text_spec& t : text_specs())
+      if (name == t.flag) text = &t;
+    if (text) {
+      std::string v = take_value();
+      if (v.empty()) throw option_error(name, "expects a value, got ''");
+      text->check(v, name);
+      o.*(text->field) = std::move(v);
       continue;
     }
     const spec* found = nullptr;
@@ -367,10 +416,14 @@ inline options options::from_args(int argc, const char* const* argv, options def
 inline std::string options::usage(std::string_view program) {
   std::string u = "usage: ";
   u += program;
-  u += " [options]\n\n  --host ADDR                address to listen on (default 0.0.0.0)\n";
-  u += "  --admin HOST:PORT|unix:P  admin endpoint: /metrics, /status (default off)\n";
-  u += "  --pid-file PATH           the master's pid file, written when ready (default none)\n";
+  u += " [options]\n\n";
   options defaults;
+  for (const text_spec& t : text_specs()) {
+    std::string left = std::string("  ") + t.flag + " " + t.value;
+    if (left.size() < 29) left.resize(29, ' ');
+    const std::string& d = defaults.*(t.field);
+    u += left + t.help + " (default " + (d.empty() ? "none" : d) + ")\n";
+  }
   for (const spec& s : specs()) {
     std::string left = std::string("  ") + s.flag + (s.integer ? " N" : " X");
     if (left.size() < 29) left.resize(29, ' ');
@@ -380,7 +433,8 @@ inline std::string options::usage(std::string_view program) {
   u +=
       "  --help, -h                 print this help and exit\n"
       "\n"
-      "signals to the master: TERM/INT graceful stop, QUIT fast stop, HUP rolling reload,\n"
+      "signals to the master: TERM/INT graceful stop (after --drain-delay), QUIT fast stop,\n"
+      "HUP rolling reload, USR2 binary upgrade, "
       "TTIN one more worker, TTOU one fewer\n";
   return u;
 }

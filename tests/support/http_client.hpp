@@ -68,17 +68,23 @@ struct unix_socket {
   std::string path;
 };
 
-/// One TCP connection to 127.0.0.1 (or to a Unix-domain stream socket).
+/// One TCP connection to 127.0.0.1 or another IPv4 address (or to a
+/// Unix-domain stream socket).
 class http_client {
  public:
   static constexpr std::chrono::milliseconds default_timeout = 5s;
 
   /// Connects to 127.0.0.1:`port` within `timeout`; throws if it cannot.
-  explicit http_client(std::uint16_t port, std::chrono::milliseconds timeout = default_timeout) {
+  explicit http_client(std::uint16_t port, std::chrono::milliseconds timeout = default_timeout)
+      : http_client("127.0.0.1", port, timeout) {}
+
+  /// Connects to `host` (a numeric IPv4 address, e.g. 127.0.0.2):`port`
+  /// within `timeout`; throws if it cannot.
+  http_client(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout = default_timeout) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) fail_errno("socket");
     try {
-      connect(port, timeout);
+      connect(host, port, timeout);
     } catch (...) {
       ::close(fd_);
       throw;
@@ -94,7 +100,7 @@ class http_client {
     try {
       if (::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer) != 0)
         fail_errno("setsockopt(SO_RCVBUF)");
-      connect(port, timeout);
+      connect("127.0.0.1", port, timeout);
     } catch (...) {
       ::close(fd_);
       throw;
@@ -300,23 +306,24 @@ class http_client {
     throw std::runtime_error("malformed response: " + what);
   }
 
-  void connect(std::uint16_t port, std::chrono::milliseconds timeout) {
+  void connect(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout) {
     int one = 1;
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const std::string where = host + ":" + std::to_string(port);
+    if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
+      throw std::invalid_argument("not a numeric IPv4 address: " + host);
     if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-      if (errno != EINPROGRESS) fail_errno("connect to 127.0.0.1:" + std::to_string(port));
-      if (!wait_for(POLLOUT, clock::now() + timeout))
-        throw std::runtime_error("connect to 127.0.0.1:" + std::to_string(port) + " timed out");
+      if (errno != EINPROGRESS) fail_errno("connect to " + where);
+      if (!wait_for(POLLOUT, clock::now() + timeout)) throw std::runtime_error("connect to " + where + " timed out");
       int err = 0;
       socklen_t len = sizeof err;
       ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
       if (err != 0) {
         errno = err;
-        fail_errno("connect to 127.0.0.1:" + std::to_string(port));
+        fail_errno("connect to " + where);
       }
     }
   }

@@ -1,7 +1,7 @@
-// A load client for lifecycle tests: N threads, each sending GET requests (and
+// A load client for lifecycle and fleet tests: N threads, each sending GET requests (and
 // POSTs, if asked: what a balancer may not retry) one at a time on a
-// keep-alive connection for as long as the test runs, and
-// counting what happened to every request. It classifies outcomes the way a
+// keep-alive connection (or on a new connection each, to reach every slot)
+// for as long as the test runs, and counting what happened to every request. It classifies outcomes the way a
 // careful HTTP client would (RFC 9112 §9.3.1, §9.6):
 //   - ok: a complete 200 response (one with `Connection: close` too; the
 //     thread then opens a new connection);
@@ -41,6 +41,7 @@ struct load_options {
   std::string target = "/";                        ///< request-target of every request
   int post_every = 0;                              ///< every Nth request of a thread is a POST with a body (0: none)
   std::chrono::milliseconds pause{0};              ///< wait between two requests of a thread
+  bool reconnect = false;  ///< a new connection for every request: spread over every slot's accept queue
   std::chrono::milliseconds read_timeout{5000};    ///< for a response, then the request failed
   std::chrono::milliseconds connect_timeout{2000}; ///< for a connection, then a connect error
   std::chrono::milliseconds max_duration{60000};   ///< safety bound if the test never calls stop()
@@ -58,6 +59,7 @@ struct load_result {
   std::uint64_t reconnects = 0;      ///< connections the server closed between two requests
   std::uint64_t closes = 0;          ///< responses with `Connection: close`
   std::map<pid_t, std::uint64_t> by_pid;  ///< ok responses per answering worker ("pid <pid> ..." bodies)
+  std::map<int, std::uint64_t> failed_by_status;  ///< failed requests per status (0: no complete response)
   std::vector<std::string> notes;         ///< the first failures and errors, with wall-clock times (UTC)
 
   /// One paragraph for a test's INFO.
@@ -65,7 +67,9 @@ struct load_result {
     std::string s = "load: ok " + std::to_string(ok) + " (POST " + std::to_string(posts_ok) + "), failed " + std::to_string(failed) + ", refused " +
                     std::to_string(refused) + ", connect errors " + std::to_string(connect_errors) + ", connects " +
                     std::to_string(connects) + ", reconnects " + std::to_string(reconnects) +
-                    ", Connection: close " + std::to_string(closes) + "; by pid:";
+                    ", Connection: close " + std::to_string(closes) + "; failed by status:";
+    for (const auto& [status, n] : failed_by_status) s += " " + std::to_string(status) + "=" + std::to_string(n);
+    s += "; by pid:";
     for (const auto& [pid, n] : by_pid) s += " " + std::to_string(pid) + "=" + std::to_string(n);
     for (const std::string& n : notes) s += "\n  " + n;
     return s;
@@ -78,6 +82,7 @@ class load_client {
   explicit load_client(std::uint16_t port, load_options opts = {}) : port_(port), opts_(std::move(opts)) {
     started_ = std::chrono::steady_clock::now();
     per_thread_.resize(static_cast<std::size_t>(opts_.threads));
+    failed_per_thread_.resize(static_cast<std::size_t>(opts_.threads));
     for (int t = 0; t < opts_.threads; ++t) threads_.emplace_back([this, t] { run(t); });
   }
 
@@ -103,6 +108,8 @@ class load_client {
       result_.closes = closes_.load();
       for (const auto& m : per_thread_)
         for (const auto& [pid, n] : m) result_.by_pid[pid] += n;
+      for (const auto& m : failed_per_thread_)
+        for (const auto& [status, n] : m) result_.failed_by_status[status] += n;
       std::lock_guard lock(notes_mutex_);
       result_.notes = notes_;
     }
@@ -142,6 +149,12 @@ class load_client {
     const std::string get = get_request(opts_.target);
     const std::string post = post_request(opts_.target, "form=load&thread=" + std::to_string(thread));
     std::map<pid_t, std::uint64_t>& by_pid = per_thread_[static_cast<std::size_t>(thread)];
+    std::map<int, std::uint64_t>& failed_by_status = failed_per_thread_[static_cast<std::size_t>(thread)];
+    // A request written that got no complete 200 response (status 0: none).
+    auto fail = [&](int status) {
+      failed_.fetch_add(1);
+      ++failed_by_status[status];
+    };
     std::unique_ptr<http_client> conn;
     std::uint64_t written = 0;
     std::uint64_t on_conn = 0;  // requests answered on the current connection
@@ -188,13 +201,13 @@ class load_client {
           // The server had closed the connection: the request never left.
           reconnects_.fetch_add(1);
         } else {
-          failed_.fetch_add(1);
+          fail(0);
           note(thread, std::string("send: ") + e.what() + where());
         }
         conn.reset();
         continue;
       } catch (const std::exception& e) {
-        failed_.fetch_add(1);
+        fail(0);
         note(thread, std::string("send: ") + e.what() + where());
         conn.reset();
         continue;
@@ -204,7 +217,7 @@ class load_client {
       try {
         res = conn->read_response(opts_.read_timeout);
       } catch (const std::exception& e) {
-        failed_.fetch_add(1);
+        fail(0);
         note(thread, std::string(is_post ? "POST" : "GET") + " written, no response: " + e.what() + where());
         conn.reset();
         continue;
@@ -215,12 +228,15 @@ class load_client {
         ++by_pid[answering_pid(res.body)];
         ++on_conn;
       } else {
-        failed_.fetch_add(1);
-        note(thread, "status " + std::to_string(res.status) + ": " + res.body + where());
+        fail(res.status);
+        note(thread, std::string(is_post ? "POST" : "GET") + " status " + std::to_string(res.status) + ": " +
+                         res.body.substr(0, 60) + where());
       }
       if (auto c = res.header("Connection"); c && iequals(*c, "close")) {
         conn.reset();
         closes_.fetch_add(1);
+      } else if (opts_.reconnect) {
+        conn.reset();
       }
       if (opts_.pause.count() > 0) std::this_thread::sleep_for(opts_.pause);
     }
@@ -235,6 +251,7 @@ class load_client {
   std::mutex notes_mutex_;
   std::vector<std::string> notes_;
   std::vector<std::map<pid_t, std::uint64_t>> per_thread_;  // each written by its thread only
+  std::vector<std::map<int, std::uint64_t>> failed_per_thread_;  // likewise
   std::vector<std::thread> threads_;
   bool stopped_ = false;
   load_result result_;

@@ -1,5 +1,6 @@
 // The tests' one reader of /proc: a process's state, parent, group and CPU
-// ticks (/proc/PID/stat), its memory figures (/proc/PID/status), its open
+// ticks (/proc/PID/stat), its status fields (/proc/PID/status: memory, ids,
+// CPUs), its open-files limit (/proc/PID/limits), its open
 // descriptors (/proc/PID/fd), the processes of a parent or a group, and the
 // queues of a loopback TCP connection (/proc/net/tcp). Every reader returns
 // "nothing" for a process that has gone, which tests race with all the time.
@@ -56,14 +57,33 @@ inline bool process_alive(pid_t pid) {
   return st && st->state != 'Z' && st->state != 'X';
 }
 
+/// The value of a "<field>:" line of /proc/PID/status (Uid, Cpus_allowed_list),
+/// without the blanks around it; empty when the process or the field is not there.
+inline std::string status_text(pid_t pid, std::string_view field) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  const std::string prefix = std::string(field) + ":";
+  for (std::string line; std::getline(f, line);)
+    if (line.starts_with(prefix)) {
+      std::string v = line.substr(prefix.size());
+      v.erase(0, v.find_first_not_of(" \t"));
+      v.erase(v.find_last_not_of(" \t") + 1);
+      return v;
+    }
+  return {};
+}
+
 /// A "<field>: <n> kB" line of /proc/PID/status (VmRSS, VmHWM), in KiB; -1
 /// when the process or the field is not there.
 inline long status_kib(pid_t pid, std::string_view field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  const std::string prefix = std::string(field) + ":";
-  std::string line;
-  while (std::getline(f, line))
-    if (line.starts_with(prefix)) return std::stol(line.substr(prefix.size()));
+  std::string v = status_text(pid, field);
+  return v.empty() ? -1 : std::stol(v);
+}
+
+/// The soft limit on open files of `pid` (/proc/PID/limits), or -1.
+inline long open_files_limit(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/limits");
+  for (std::string line; std::getline(f, line);)
+    if (line.starts_with("Max open files")) return std::stol(line.substr(std::string_view("Max open files").size()));
   return -1;
 }
 

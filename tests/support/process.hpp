@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -30,6 +31,7 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,6 +65,24 @@ inline std::string binary_from_env(const char* name) {
     throw std::runtime_error(std::string(name) +
                              " is not set: run the integration tests with `meson test -C build integration`");
   return path;
+}
+
+/// Installs the program file `build` as `program` the way a deploy does: a
+/// new file renamed over the old one, so that a running master keeps the
+/// old inode and the next start or binary upgrade runs the new build.
+inline void install_program(const std::string& build, const std::string& program) {
+  const std::string next = program + ".next";
+  std::filesystem::copy_file(build, next, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::permissions(next, std::filesystem::perms::owner_all);
+  std::filesystem::rename(next, program);
+}
+
+/// A launcher (see cluster_process) that runs a program with at most `n`
+/// open descriptors, and without CAP_SYS_RESOURCE so that a master running
+/// as root cannot raise its hard limit: the descriptor exhaustion tests.
+inline std::vector<std::string> with_descriptor_limit(int n) {
+  return {"/usr/bin/prlimit", "--nofile=" + std::to_string(n) + ":" + std::to_string(n), "/usr/bin/setpriv",
+          "--bounding-set=-sys_resource", "--inh-caps=-sys_resource"};
 }
 
 /// An owned file descriptor.
@@ -278,6 +298,38 @@ class child_process {
   unique_fd stderr_;
   std::string stdout_buffer_;
 };
+
+/// While it lives, this test process adopts orphans (PR_SET_CHILD_SUBREAPER):
+/// the new master of a binary upgrade outlives the old one, its parent, and
+/// is then reaped here, by PID (stop_orphan, reap_orphan).
+class subreaper {
+ public:
+  subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
+  ~subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  subreaper(const subreaper&) = delete;
+  subreaper& operator=(const subreaper&) = delete;
+};
+
+/// Waits up to `timeout` for adopted process `pid` to exit and reaps it;
+/// its wait status, or nothing if it is still running (or not ours).
+inline std::optional<int> reap_orphan(pid_t pid, std::chrono::milliseconds timeout) {
+  int status = 0;
+  if (pid <= 0 || !wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, timeout)) return std::nullopt;
+  return status;
+}
+
+/// Stops a master this test did not start but adopted (by SIGTERM, then
+/// SIGKILL after `timeout`) and reaps it; true when it exited 0 after SIGTERM.
+inline bool stop_orphan(pid_t pid, std::chrono::milliseconds timeout = 10s) {
+  if (pid <= 0) return false;
+  ::kill(pid, SIGTERM);
+  auto status = reap_orphan(pid, timeout);
+  if (!status) {
+    ::kill(pid, SIGKILL);
+    status = reap_orphan(pid, timeout);
+  }
+  return status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+}
 
 /// Runs `argv` to completion with stdout and stderr captured.
 struct finished_program {

@@ -71,17 +71,15 @@ class admin_server {
   void release_path() noexcept { path_.clear(); }
 
   /// A new master took the service over (binary upgrade): it answers the
-  /// admin endpoint from now on (a probe of this master would say
-  /// "stopping" about a service that serves), so stop accepting, close
-  /// each open connection after its current answer, and leave the path.
+  /// admin endpoint from now on, so stop accepting, leave the path, and
+  /// close each open connection after its next answer. A connection is
+  /// not closed while it may carry a request this master has not read
+  /// yet: a probe accepted just before would then get no answer at all.
   void hand_over() {
     asio::error_code ignored;
     tcp_.close(ignored);
     local_.close(ignored);
-    for (server_state* state : {&tcp_state_, &local_state_}) {
-      state->draining = true;
-      state->connections.for_each([](open_connection& c) { c.drain(); });
-    }
+    for (server_state* state : {&tcp_state_, &local_state_}) state->draining = true;
     release_path();
   }
 

@@ -1,10 +1,11 @@
-// What the admin endpoint answers: /livez and /readyz from the master's
-// health verdict, /metrics, /status and /status?format=text over a snapshot
-// of the cluster. Apart from the master so that the admin
-// fuzzer (fuzz/admin_fuzzer.cpp) drives this very routing through the
-// connection code without a running cluster.
+// What the admin endpoint answers: its page (/, admin_page.hpp), /livez and
+// /readyz from the master's health verdict, /metrics, /status and
+// /status?format=text over a snapshot of the cluster. Apart from the master
+// so that the admin fuzzer (fuzz/admin_fuzzer.cpp) drives this very routing
+// through the connection code without a running cluster.
 #pragma once
 
+#include <cluster/detail/admin_page.hpp>
 #include <cluster/detail/service_health.hpp>
 #include <cluster/detail/status_report.hpp>
 #include <cluster/request.hpp>
@@ -34,6 +35,7 @@ response admin_answer(const request& req, Snapshot&& snapshot, Health&& health) 
     return r;
   }
   auto path = req.path();
+  if (path == "/") return admin_page_response();
   if (path == "/livez") return probe_answer(health().live);
   if (path == "/readyz") return probe_answer(health().ready);
   if (path == "/metrics")
@@ -42,7 +44,7 @@ response admin_answer(const request& req, Snapshot&& snapshot, Health&& health) 
     if (req.query().find("format=text") != std::string_view::npos) return response::text(render_table(snapshot()));
     return response::json(render_json(snapshot()));
   }
-  return response::text("not found: try /livez, /readyz, /metrics, /status or /status?format=text\n", 404);
+  return response::text("not found: try / (a page), /livez, /readyz, /metrics, /status or /status?format=text\n", 404);
 }
 
 }  // namespace cluster::detail

@@ -11,9 +11,12 @@
 #include <cluster/detail/binary_upgrade.hpp>
 #include <cluster/detail/channel.hpp>
 #include <cluster/detail/control.hpp>
+#include <cluster/detail/cpu_affinity.hpp>
+#include <cluster/detail/descriptor_limit.hpp>
 #include <cluster/detail/listener.hpp>
 #include <cluster/detail/log.hpp>
 #include <cluster/detail/process.hpp>
+#include <cluster/detail/process_identity.hpp>
 #include <cluster/detail/shared_region.hpp>
 #include <cluster/detail/socket_activation.hpp>
 #include <cluster/detail/supervisor.hpp>
@@ -40,7 +43,13 @@ class Cluster final {
  public:
   /// Validates `opts` (throws option_error naming the option at fault).
   Cluster(Handler& handler, options opts)
-      : handler_(handler), opts_(std::move(opts)), cells_((opts_.validate(), 3 * max_slots + 64)) {}
+      : handler_(handler),
+        opts_(std::move(opts)),
+        cells_((opts_.validate(), 3 * max_slots + 64)),
+        identity_(resolve_identity(opts_.user, opts_.group)),
+        cpus_(parse_cpu_affinity(opts_.cpu_affinity)) {
+    process_log_style() = opts_.log_format == "json" ? log_style::json : log_style::text;
+  }
 
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
@@ -51,6 +60,7 @@ class Cluster final {
   int run() {
     // The program file is resolved before anything can replace it.
     program_image image = program_image::of_this_process();
+    prepare_host();
     handed_over inherited = take_handover();
     int admin_fd = open_listeners(inherited);
     auto render = [this](const request& r) {
@@ -81,17 +91,27 @@ class Cluster final {
     supervisor_.start(admin_ ? admin_->url() : std::string(), admin_ ? admin_->listening_fd() : -1, std::move(image),
                       inherited);
     asio::co_spawn(io_, read_signals(), asio::detached);
-    if (admin_) admin_->start();
-    // Forks happen here, between handlers, never inside one: the child then
-    // starts from a plain stack with no Asio frame of the master above it.
-    bool admin_handed_over = false;
-    while (!supervisor_.finished()) {
-      while (auto plan = supervisor_.next_fork()) fork_worker(*plan);
-      if (supervisor_.finished() || io_.run_one() == 0) break;
+    // The admin socket of a binary upgrade is still served by the old
+    // master: this one takes its share of the probes only once it is ready,
+    // so that no balancer reads "starting" about a service that serves.
+    bool admin_serving = false, admin_handed_over = false;
+    auto admin_turns = [&] {
+      if (admin_ && !admin_serving && (inherited.empty() || supervisor_.serving())) {
+        admin_->start();
+        admin_serving = true;
+      }
       if (admin_ && !admin_handed_over && supervisor_.handed_over()) {
         admin_->hand_over();
         admin_handed_over = true;
       }
+    };
+    admin_turns();
+    // Forks happen here, between handlers, never inside one: the child then
+    // starts from a plain stack with no Asio frame of the master above it.
+    while (!supervisor_.finished()) {
+      while (auto plan = supervisor_.next_fork()) fork_worker(*plan);
+      if (supervisor_.finished() || io_.run_one() == 0) break;
+      admin_turns();
     }
 
     if (admin_ && supervisor_.handed_over()) admin_->release_path();
@@ -134,6 +154,27 @@ class Cluster final {
     return admin_fd;
   }
 
+  // What the operator set for the host, done before any socket or fork: the
+  // descriptor limit the workers inherit, and the plan for the workers'
+  // identity and CPUs, logged once.
+  void prepare_host() {
+    descriptor_limit lim =
+        raise_descriptor_limit(descriptors_needed(opts_.max_connections, std::max(opts_.effective_workers(), 1)));
+    if (!lim.shortfall.empty())
+      log_line("master", "error: " + lim.shortfall);
+    else if (lim.now != lim.before)
+      log_line("master", "RLIMIT_NOFILE raised from " + std::to_string(lim.before) + " to " + std::to_string(lim.now) +
+                             " for max_connections=" + std::to_string(opts_.max_connections));
+    if (identity_.change)
+      log_line("master", "workers run as " + identity_.user + " (uid " + std::to_string(identity_.uid) + ", gid " +
+                             std::to_string(identity_.gid) + ")");
+    if (!cpus_.cpus.empty()) {
+      std::string list;
+      for (int c : cpus_.cpus) list += (list.empty() ? "" : ",") + std::to_string(c);
+      log_line("master", "workers pinned to CPUs " + list + " by slot (cpu_affinity " + opts_.cpu_affinity + ")");
+    }
+  }
+
   void fork_worker(fork_plan& plan) {
     int fds[2] = {-1, -1};
     if (int err = make_channel(fds); err != 0) {
@@ -169,6 +210,14 @@ class Cluster final {
       ::close(signals_.native_handle());
       if (admin_) admin_->close_descriptors_in_child();
       role_scope no_role({});  // until the worker takes its own
+      // Before the parent-death signal: a change of credentials clears it.
+      if (std::string failed = take_identity(identity_); !failed.empty()) {
+        log_line("worker " + std::to_string(setup.slot), "cannot run as " + identity_.user + ": " + failed);
+        return 1;
+      }
+      if (!pin_to_cpu(cpus_.cpu_for(setup.slot)))
+        log_line("worker " + std::to_string(setup.slot),
+                 "cannot pin to CPU " + std::to_string(cpus_.cpu_for(setup.slot)) + ": " + std::strerror(errno));
       if (!become_worker_process(master)) return 1;
       Worker<Handler> worker(handler_, opts_, setup);
       return worker.run();
@@ -207,6 +256,8 @@ class Cluster final {
   Handler& handler_;
   options opts_;
   shared_region cells_;
+  process_identity identity_;
+  cpu_plan cpus_;
   server_state admin_tcp_state_{opts_};    // before io_: suspended admin connections
   server_state admin_local_state_{opts_};  // unlink from these when io_ is destroyed
   asio::io_context io_{1};  // declared before every Asio object: destroyed after them

@@ -1,6 +1,7 @@
-// The options that are not numbers, parsed and checked: the admin
-// endpoint's address ("HOST:PORT", "[V6]:PORT", "unix:PATH") and the pid
-// file's path. Each check throws option_error naming the option as the user
+// The options that are not numbers, parsed and checked: the listening
+// host, the admin endpoint's address ("HOST:PORT", "[V6]:PORT",
+// "unix:PATH"), the pid file's path and the log format (the workers' user
+// and CPUs: process_identity.hpp, cpu_affinity.hpp). Each check throws option_error naming the option as the user
 // spelled it (field name, or flag).
 #pragma once
 
@@ -13,6 +14,16 @@
 #include <cluster/option_error.hpp>
 
 namespace cluster::detail {
+
+/// Throws option_error naming `option` for an empty host.
+inline void check_host(const std::string& host, const std::string& option = "host") {
+  if (host.empty()) throw option_error(option, "must not be empty (e.g. 0.0.0.0, ::, 127.0.0.1)");
+}
+
+/// Throws option_error naming `option` unless `format` is "text" or "json".
+inline void check_log_format(const std::string& format, const std::string& option = "log_format") {
+  if (format != "text" && format != "json") throw option_error(option, "expects text or json, got '" + format + "'");
+}
 
 /// Where the admin endpoint listens, parsed from options::admin.
 struct admin_address {

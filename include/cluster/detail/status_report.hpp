@@ -3,11 +3,14 @@
 // as Prometheus text exposition format 0.0.4, as JSON, or as a table.
 #pragma once
 
+#include <cluster/detail/json_text.hpp>
 #include <cluster/detail/process_stats.hpp>
 #include <cluster/detail/shared_region.hpp>
+#include <cluster/detail/status_rates.hpp>
 
 #include <cinttypes>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +33,7 @@ struct slot_status {
   std::int64_t open_connections = 0;
   double loop_lag_seconds = 0;
   process_stats process;
+  slot_rates rates;  ///< over the master's last sampling interval (status_rates.hpp)
 };
 
 /// The whole cluster as shown by the admin endpoint.
@@ -39,6 +43,7 @@ struct cluster_status {
   std::string state;  ///< starting, running, reloading, stopping
   int workers = 0;    ///< live workers serving a slot
   process_stats master;
+  cluster_rates rates;  ///< over the master's last sampling interval (status_rates.hpp)
   std::vector<slot_status> slots;
 };
 
@@ -52,6 +57,8 @@ inline std::string num(double v) {
 inline std::string num(std::uint64_t v) { return std::to_string(v); }
 inline std::string num(std::int64_t v) { return std::to_string(v); }
 inline std::string num(int v) { return std::to_string(v); }
+/// A JSON number, or null for none.
+inline std::string num_or_null(const std::optional<double>& v) { return v ? num(*v) : "null"; }
 
 inline void family(std::string& out, const char* name, const char* type, const char* help) {
   out += "# HELP ";
@@ -75,24 +82,8 @@ inline void sample(std::string& out, const std::string& name, const std::string&
 
 inline std::string slot_label(const slot_status& s) { return "slot=\"" + std::to_string(s.slot) + "\""; }
 
-// A JSON string's contents (RFC 8259 section 7): quote, backslash and the
-// control characters escaped; other bytes pass as they are.
-inline std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char u[8];
-      std::snprintf(u, sizeof u, "\\u%04x", static_cast<unsigned>(c));
-      out += u;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+// A JSON string's contents (json_text.hpp: valid JSON for any bytes).
+inline std::string json_escape(const std::string& s) { return json_escaped(s); }
 
 }  // namespace report
 
@@ -168,13 +159,23 @@ inline std::string render_prometheus(const cluster_status& st) {
   return o;
 }
 
-/// The same snapshot as JSON.
+/// The same snapshot as JSON (fields described in the README, "Admin endpoint").
 inline std::string render_json(const cluster_status& st) {
   using namespace report;
+  const cluster_rates& r = st.rates;
   std::string o = "{\"master\":{\"pid\":" + num(static_cast<int>(st.master_pid)) +
                   ",\"uptime_seconds\":" + num(st.master_uptime_seconds) + ",\"state\":\"" + json_escape(st.state) +
                   "\",\"workers\":" + num(st.workers) + ",\"rss_bytes\":" + num(st.master.rss_bytes) +
-                  ",\"cpu_seconds\":" + num(st.master.cpu_seconds) + "},\"slots\":[";
+                  ",\"cpu_seconds\":" + num(st.master.cpu_seconds) + ",\"cpu_percent\":" + num(r.master_cpu_percent) +
+                  "},\"rates\":{\"interval_seconds\":" + num(r.interval_seconds) +
+                  ",\"requests_per_second\":" + num(r.requests_per_second) +
+                  ",\"latency_p50_seconds\":" + num_or_null(r.p50_seconds) +
+                  ",\"latency_p99_seconds\":" + num_or_null(r.p99_seconds) + ",\"duration_bounds_seconds\":[";
+  for (std::size_t b = 0; b < std::size(duration_bounds_us); ++b)
+    o += (b ? "," : "") + num(static_cast<double>(duration_bounds_us[b]) / 1e6);
+  o += "],\"durations_per_second\":[";
+  for (std::size_t b = 0; b < duration_buckets; ++b) o += (b ? "," : "") + num(r.durations_per_second[b]);
+  o += "]},\"slots\":[";
   for (std::size_t i = 0; i < st.slots.size(); ++i) {
     const slot_status& s = st.slots[i];
     if (i) o += ',';
@@ -182,8 +183,9 @@ inline std::string render_json(const cluster_status& st) {
          json_escape(s.state) + "\",\"uptime_seconds\":" + num(s.uptime_seconds) + ",\"restarts\":" + num(s.restarts) +
          ",\"backoff\":" + (s.backoff ? "true" : "false") + ",\"next_attempt_seconds\":" + num(s.next_attempt_seconds) +
          ",\"consecutive_failures\":" + num(s.consecutive_failures) + ",\"boot_failures\":" + num(s.boot_failures) +
-         ",\"requests\":" + num(s.totals.requests) + ",\"open_connections\":" + num(s.open_connections) +
-         ",\"rss_bytes\":" + num(s.process.rss_bytes) + ",\"cpu_seconds\":" + num(s.process.cpu_seconds) +
+         ",\"requests\":" + num(s.totals.requests) + ",\"requests_per_second\":" + num(s.rates.requests_per_second) +
+         ",\"open_connections\":" + num(s.open_connections) + ",\"rss_bytes\":" + num(s.process.rss_bytes) +
+         ",\"cpu_seconds\":" + num(s.process.cpu_seconds) + ",\"cpu_percent\":" + num(s.rates.cpu_percent) +
          ",\"loop_lag_seconds\":" + num(s.loop_lag_seconds) + "}";
   }
   o += "]}\n";
@@ -193,23 +195,35 @@ inline std::string render_json(const cluster_status& st) {
 /// The same snapshot as an aligned table for people, like `pm2 list`.
 inline std::string render_table(const cluster_status& st) {
   using namespace report;
-  char line[256];
+  char line[320];
   std::string o;
-  std::snprintf(line, sizeof line, "master pid %d  state %s  uptime %.0fs  workers %d  rss %.1f MiB\n\n",
+  const cluster_rates& r = st.rates;
+  auto ms = [](const std::optional<double>& seconds) {
+    char b[32] = "-";
+    if (seconds) std::snprintf(b, sizeof b, "%.2f ms", *seconds * 1000);
+    return std::string(b);
+  };
+  std::snprintf(line, sizeof line,
+                "master pid %d  state %s  uptime %.0fs  workers %d  rss %.1f MiB  cpu %.1f%%  "
+                "requests %.1f/s  p50 %s  p99 %s\n\n",
                 static_cast<int>(st.master_pid), st.state.c_str(), st.master_uptime_seconds, st.workers,
-                static_cast<double>(st.master.rss_bytes) / (1 << 20));
+                static_cast<double>(st.master.rss_bytes) / (1 << 20), r.master_cpu_percent, r.requests_per_second,
+                ms(r.p50_seconds).c_str(), ms(r.p99_seconds).c_str());
   o += line;
-  std::snprintf(line, sizeof line, "%-5s %-8s %-9s %9s %8s %5s %8s %12s %6s %9s %9s %9s\n", "slot", "pid", "state",
-                "uptime", "restarts", "fails", "retry in", "requests", "conns", "rss MiB", "cpu s", "lag ms");
+  std::snprintf(line, sizeof line, "%-5s %-8s %-9s %9s %8s %5s %8s %12s %9s %6s %9s %9s %6s %9s\n", "slot", "pid",
+                "state", "uptime", "restarts", "fails", "retry in", "requests", "req/s", "conns", "rss MiB", "cpu s",
+                "cpu %", "lag ms");
   o += line;
   for (const slot_status& s : st.slots) {
     char retry[32] = "-";
     if (s.backoff) std::snprintf(retry, sizeof retry, "%.1fs", s.next_attempt_seconds);
     std::snprintf(line, sizeof line,
-                  "%-5d %-8d %-9s %8.0fs %8" PRIu64 " %5d %8s %12" PRIu64 " %6" PRId64 " %9.1f %9.2f %9.2f\n", s.slot,
-                  static_cast<int>(s.pid), s.state.c_str(), s.uptime_seconds, s.restarts, s.consecutive_failures, retry,
-                  s.totals.requests, s.open_connections, static_cast<double>(s.process.rss_bytes) / (1 << 20),
-                  s.process.cpu_seconds, s.loop_lag_seconds * 1000);
+                  "%-5d %-8d %-9s %8.0fs %8" PRIu64 " %5d %8s %12" PRIu64 " %9.1f %6" PRId64
+                  " %9.1f %9.2f %6.1f %9.2f\n",
+                  s.slot, static_cast<int>(s.pid), s.state.c_str(), s.uptime_seconds, s.restarts,
+                  s.consecutive_failures, retry, s.totals.requests, s.rates.requests_per_second, s.open_connections,
+                  static_cast<double>(s.process.rss_bytes) / (1 << 20), s.process.cpu_seconds, s.rates.cpu_percent,
+                  s.loop_lag_seconds * 1000);
     o += line;
   }
   return o;

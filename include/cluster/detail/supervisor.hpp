@@ -19,6 +19,7 @@
 #include <cluster/detail/log.hpp>
 #include <cluster/detail/master_messenger.hpp>
 #include <cluster/detail/process.hpp>
+#include <cluster/detail/rate_sampler.hpp>
 #include <cluster/detail/respawn_policy.hpp>
 #include <cluster/detail/respawner.hpp>
 #include <cluster/detail/rolling_reload.hpp>
@@ -191,7 +192,8 @@ class supervisor final : private control,
   /// The cluster as the admin endpoint shows it.
   cluster_status snapshot() {
     std::string state = phase_ == service_phase::serving && reload_.active() ? "reloading" : phase_name(phase_);
-    return take_snapshot(table_, cells_, {started_at_, std::move(state), stop_begun()}, clock::now());
+    return take_snapshot(table_, cells_, {started_at_, std::move(state), stop_begun()}, rates_.latest(),
+                         clock::now());
   }
 
   /// What /livez and /readyz answer (no /proc read, no message to workers).
@@ -199,12 +201,21 @@ class supervisor final : private control,
     // The tick runs every health period: several missed in a row mean the
     // master no longer supervises, though its loop still answers.
     const auto stall_limit = std::max<ms>(tick_.period() * 8, ms(2'000));
+    // Handed over (binary upgrade): the new master told this one it serves
+    // every slot, so the service at this address is ready, though this
+    // master stops. A probe it accepted just before leaving the admin socket
+    // must not read "stopping".
+    if (deploy_.handed_over()) return {{true, ""}, {true, ""}};
     return judge_health(table_, {.phase = phase_,
                                  .now = clock::now(),
                                  .last_tick = last_tick_,
                                  .tick_stall_limit = stall_limit,
                                  .leave_ends = leave_ends_});
   }
+
+  /// True once every slot has had a ready worker (the ready line is out) and
+  /// no stop has begun.
+  bool serving() const noexcept { return phase_ == service_phase::serving; }
 
   /// True once every worker is gone after a stop.
   bool finished() const noexcept { return phase_ == service_phase::finished; }
@@ -379,6 +390,7 @@ class supervisor final : private control,
   void tick_began(clock::time_point now) {
     last_tick_ = now;
     deploy_.tick(now);
+    rates_.tick(now, table_, cells_);  // /status's rates: one sample per second, whoever polls
   }
 
   void kill_unhealthy(worker_record& w, const health_verdict& v) {
@@ -461,6 +473,7 @@ class supervisor final : private control,
   scaling scaling_{opts_, table_, sockets_, respawner_, messenger_, pending_};
   clock::time_point started_at_ = clock::now();
   deployment deploy_{io_, opts_, table_, sockets_, static_cast<deployment_host&>(*this)};
+  rate_sampler rates_;
   supervision_tick<supervisor> tick_{io_, opts_, table_, cells_, respawner_.policy(), *this};
   service_phase phase_ = service_phase::starting;
   clock::time_point last_tick_ = clock::now();
