@@ -20,12 +20,12 @@ import time
 class ExactClient:
     """One keep-alive connection to 127.0.0.1:port."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=120.0):
+    def __init__(self, port, host="127.0.0.1", timeout=120.0, path="/"):
         self.host = host
         self.port = port
         self.timeout = timeout
         self.request = (
-            "GET / HTTP/1.1\r\n"
+            f"GET {path} HTTP/1.1\r\n"
             f"Host: {host}:{port}\r\n"
             "User-Agent: cluster-bench\r\n"
             "Accept: */*\r\n"

@@ -317,8 +317,8 @@ class Server:
         self.t_exec = None
         self.known = {}  # pid -> starttime, for a PID-safe kill at the end
         self.stderr_path = None
-        if kind == "hello":
-            self.cmd = [str(paths["hello"]), "--host", "127.0.0.1", "--port", str(port),
+        if kind in ("hello", "router"):
+            self.cmd = [str(paths[kind]), "--host", "127.0.0.1", "--port", str(port),
                         "--workers", str(workers)]
             self.ready_re = re.compile(r"^cluster: master (\d+) listening on http://127\.0\.0\.1:(\d+) with")
         elif kind == "epoll":
@@ -506,11 +506,11 @@ def parse_h2load(out):
                 seconds=secs, rps=float(f.group(3)))
 
 
-def run_h2load(args, port, n, depth, sample=None, timeout=120.0):
-    """h2load --h1 with 64 connections on CLIENT_CPU; sample() is called about
-    every 0.2 s while it runs (memory sampling)."""
+def run_h2load(args, port, n, depth, sample=None, timeout=120.0, path="/"):
+    """h2load --h1 with 64 connections on CLIENT_CPU, asking for `path`;
+    sample() is called about every 0.2 s while it runs (memory sampling)."""
     cmd = nice_wrap(args) + pin(CLIENT_CPU) + ["h2load", "--h1", "-t", "1", "-c", "64", "-n", str(n),
-                                              "-m", str(depth), f"http://127.0.0.1:{port}/"]
+                                              "-m", str(depth), f"http://127.0.0.1:{port}{path}"]
     child = Child(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + timeout
     out = ""
@@ -703,7 +703,9 @@ def callgrind_dump(pid, cgdir):
         time.sleep(0.05)
 
 
-def callgrind_server(args, kind, paths, work, sizes_ka, sizes_pipe):
+def callgrind_server(args, kind, paths, work, sizes_ka, sizes_pipe, path="/"):
+    """Instructions per request in the worker of `kind`, asked for `path`;
+    a mode whose sizes are None is skipped."""
     cgdir = work / f"callgrind-{kind}"
     cgdir.mkdir(mode=0o777)
     cgdir.chmod(0o777)
@@ -714,9 +716,12 @@ def callgrind_server(args, kind, paths, work, sizes_ka, sizes_pipe):
     try:
         s.wait_ready(300)
         worker = s.worker_pids()[0]
-        client = ExactClient(s.port, timeout=300)
+        client = ExactClient(s.port, timeout=300, path=path)
         client.connect()
-        for mode, depth, (warm, n1, n2, pairs) in (("keep-alive", 1, sizes_ka), ("pipelined x16", 16, sizes_pipe)):
+        for mode, depth, sizes in (("keep-alive", 1, sizes_ka), ("pipelined x16", 16, sizes_pipe)):
+            if sizes is None:
+                continue
+            warm, n1, n2, pairs = sizes
             if warm:
                 client.run(warm, depth)
             client.ensure_alive()
@@ -1357,6 +1362,8 @@ def render(results):
                          f" {d['one_way_per_s']:>12,.0f} one-way messages/s")
             else:
                 L.append(f"   {peer:8} not measured yet (benchmarks/cluster_messaging.cpp, issue 6)")
+    if results.get("routing"):
+        L += render_routing(results["routing"])
     L.append("")
     L.append("Targets (issue 5 and 6; hello, one worker)")
     for v in results["verdicts"]:
@@ -1376,6 +1383,95 @@ def render(results):
                                                                f"{v['target']:,}{unit}")
         L.append(f"   {v['label']:46}{ms:>12}   {tgt:>12}   {v['verdict']}")
     return "\n".join(L)
+
+
+# --------------------------------------------------------------------------
+# 7. routing (issue 14): a router of 50 routes beside the plain handler
+# --------------------------------------------------------------------------
+
+ROUTED_PATH = "/users/42"  # benchmarks/router_hello.cpp: the 50th route, GET /users/:id
+
+
+def section_routing(args, prof, paths, work, results):
+    """What a request spends in routing: benchmarks/router_hello (50 routes,
+    the matched one last, with a parameter) against examples/hello (a plain
+    handler), one worker each, in the same run: callgrind instructions per
+    request on one keep-alive connection, and server CPU time per request
+    under h2load, the two servers measured in alternation."""
+    log("7. routing: router_hello (50 routes) beside hello, one worker each")
+    targets = {"hello": "/", "router": ROUTED_PATH}
+    out = dict(routes=50, path=ROUTED_PATH, instructions={}, cpu_us={}, rows=[])
+    for kind, path in targets.items():
+        cg = callgrind_server(args, kind, paths, work, prof["cg_ka"], prof["cg_pipe"], path=path)
+        out["instructions"][kind] = {mode: d["per_request"] for mode, d in cg.items()}
+    servers = {k: Server(k, paths, work, workers=1, wrap=nice_wrap(args) + pin(SERVER_CPU)).start() for k in targets}
+    try:
+        for s in servers.values():
+            s.wait_ready(30)
+        modes = [("keep-alive", 1), ("pipelined x16", 16)]
+        # Windows sized as in section 1: cpu_target seconds of server CPU
+        # (the tick of utime+stime is 10 ms), within [min_wall, max_wall].
+        sizes = {}
+        for mode, depth in modes:
+            for kind, path in targets.items():
+                cal = prof["cal_ka"] if depth == 1 else prof["cal_pipe"]
+                run_h2load(args, servers[kind].port, cal, depth, path=path)  # warm-up
+                pids = servers[kind].tree()
+                ns0 = sched_ns(pids)
+                r = run_h2load(args, servers[kind].port, cal, depth, path=path)
+                cpu_per_req = max((sched_ns(pids) - ns0) / 1e9 / max(r["succeeded"], 1), 1e-8)
+                want = min(max(prof["cpu_target"] / cpu_per_req, r["rps"] * prof["min_wall"]),
+                           r["rps"] * prof["max_wall"])
+                unit = 64 * depth
+                sizes[(kind, mode)] = max(unit * 8, int(want) // unit * unit)
+        for rnd in range(prof["rounds"] * 2):
+            order = list(targets) if rnd % 2 == 0 else list(reversed(targets))
+            for mode, depth in modes:
+                for kind in order:
+                    pids = servers[kind].tree()
+                    n = sizes[(kind, mode)]
+                    u0, s0 = cpu_ticks(pids)
+                    ns0 = sched_ns(pids)
+                    h = run_h2load(args, servers[kind].port, n, depth, path=targets[kind])
+                    u1, s1 = cpu_ticks(pids)
+                    ns1 = sched_ns(pids)
+                    served = h["succeeded"]
+                    if h["failed"] + h["errored"] + h["timeout"]:
+                        raise BenchError(f"routing: {kind} failed requests under h2load: {h}")
+                    row = dict(round=rnd, server=kind, mode=mode, requests=n, succeeded=served,
+                               cpu_us=((u1 - u0) + (s1 - s0)) / CLK_TCK / served * 1e6 if served else None,
+                               schedstat_us=(ns1 - ns0) / 1e3 / served if served else None)
+                    out["rows"].append(row)
+                    log(f"   round {rnd + 1}/{prof['rounds'] * 2} {mode:14} {kind:6} {fmt(row['cpu_us'])} us/req "
+                        f"(schedstat {fmt(row['schedstat_us'])})")
+        for mode, _ in modes:
+            out["cpu_us"][mode] = {
+                k: dict(ticks=median([r["cpu_us"] for r in out["rows"] if r["server"] == k and r["mode"] == mode]),
+                        schedstat=median([r["schedstat_us"] for r in out["rows"]
+                                          if r["server"] == k and r["mode"] == mode]))
+                for k in targets}
+    finally:
+        for s in servers.values():
+            s.stop()
+    results["routing"] = out
+
+
+def render_routing(r):
+    L = ["", f"7. Routing (issue 14): a router of {r['routes']} routes (GET {r['path']} matches the last, "
+             "a parameter) beside the plain hello handler, one worker each"]
+    L.append(f"   {'':52}{'hello':>10}{'router':>10}{'routing':>10}")
+    for mode in ("keep-alive", "pipelined x16"):
+        ins = {k: r["instructions"].get(k, {}).get(mode) for k in ("hello", "router")}
+        if ins["hello"] is not None and ins["router"] is not None:
+            L.append(f"   {'instructions/request (callgrind), ' + mode:52}{ins['hello']:>10,.0f}{ins['router']:>10,.0f}"
+                     f"{ins['router'] - ins['hello']:>+10,.0f}")
+    for mode, per in r["cpu_us"].items():
+        for source in ("ticks", "schedstat"):
+            a, b = per["hello"][source], per["router"][source]
+            label = f"CPU us/request ({'utime+stime' if source == 'ticks' else 'schedstat'}), {mode}"
+            diff = f"{b - a:>+10.2f}" if a is not None and b is not None else f"{'-':>10}"
+            L.append(f"   {label:52}{fmt(a):>10}{fmt(b):>10}{diff}")
+    return L
 
 
 # --------------------------------------------------------------------------
@@ -1414,13 +1510,15 @@ def build(args):
     targets = ["benchmarks/epoll_hello"] + ([] if args.hello else ["examples/hello"])
     if (BENCH / "cluster_messaging.cpp").exists():
         targets.append("benchmarks/cluster_messaging")
+    targets.append("benchmarks/router_hello")
     log(f"building {', '.join(targets)} in {bdir}")
     r = subprocess.run(["ninja", "-C", str(bdir)] + targets, cwd=ROOT, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         raise BenchError(f"build failed:\n{r.stdout[-4000:]}")
     paths = {"hello": Path(args.hello).resolve() if args.hello else bdir / "examples" / "hello", "epoll": bdir / "benchmarks" / "epoll_hello",
-             "cluster_messaging": bdir / "benchmarks" / "cluster_messaging"}
+             "cluster_messaging": bdir / "benchmarks" / "cluster_messaging",
+             "router": bdir / "benchmarks" / "router_hello"}
     build_desc = f"buildtype={opts.get('buildtype')}, optimization={opts.get('optimization')}, " \
                  f"b_ndebug={opts.get('b_ndebug')}, debug={opts.get('debug')}"
     return paths, build_desc
@@ -1455,7 +1553,7 @@ def environment(build_desc, paths):
                               strace=tool_version(["strace", "-V"])))
 
 
-SECTIONS = ["cpu", "counts", "load", "lifecycle", "messaging"]
+SECTIONS = ["cpu", "counts", "load", "lifecycle", "messaging", "routing"]
 
 
 def main():
@@ -1510,6 +1608,8 @@ def main():
             section_lifecycle(args, prof, paths, work, results)
         if "messaging" in sections:
             section_messaging(args, prof, paths, work, results)
+        if "routing" in sections:
+            section_routing(args, prof, paths, work, results)
         results["environment"]["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
         results["environment"]["seconds"] = round(time.monotonic() - start, 1)
         results["verdicts"] = verdicts(results)

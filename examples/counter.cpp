@@ -8,46 +8,11 @@
 #include <cluster/cluster.hpp>
 
 #include <atomic>
-#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <string>
-#include <string_view>
 
 #include <unistd.h>
-
-namespace {
-
-// "a%20b+c" -> "a b c": query values arrive percent-encoded.
-std::string url_decode(std::string_view in) {
-  std::string out;
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '+') {
-      out += ' ';
-    } else if (in[i] == '%' && i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
-               std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
-      out += static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16));
-      i += 2;
-    } else {
-      out += in[i];
-    }
-  }
-  return out;
-}
-
-std::string query_value(std::string_view query, std::string_view key) {
-  for (std::size_t pos = 0; pos <= query.size();) {
-    std::size_t amp = query.find('&', pos);
-    std::string_view pair = query.substr(pos, amp == std::string_view::npos ? std::string_view::npos : amp - pos);
-    if (pair.starts_with(key) && pair.size() > key.size() && pair[key.size()] == '=')
-      return url_decode(pair.substr(key.size() + 1));
-    if (amp == std::string_view::npos) break;
-    pos = amp + 1;
-  }
-  return {};
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   // Created before run(): every worker, and every respawned one, shares it.
@@ -72,20 +37,22 @@ int main(int argc, char** argv) {
     return r;
   };
 
-  auto handler = [&](cluster::request& req) -> asio::awaitable<cluster::response> {
-    auto path = req.path();
-    if (path == "/broadcast") {
-      co_await cluster::this_worker().broadcast(cluster::message::text(query_value(req.query(), "msg")));
-      co_return reply("broadcast\n");
-    }
-    if (path == "/last") co_return reply(last_broadcast);
-    if (path == "/master") {
-      auto answer = co_await cluster::this_worker().request(cluster::message::text("status"),
-                                                            std::chrono::milliseconds(1000));
-      co_return reply(answer.data);
-    }
+  cluster::router r;
+  r.get("/broadcast", [&](cluster::request& req) -> asio::awaitable<cluster::response> {
+    // query_param: percent-decoded, '+' as a space ("?msg=hello%20there+all").
+    co_await cluster::this_worker().broadcast(cluster::message::text(req.query_param("msg")));
+    co_return reply("broadcast\n");
+  });
+  r.get("/last", [&](const cluster::request&) { return reply(last_broadcast); });
+  r.get("/master", [&](cluster::request&) -> asio::awaitable<cluster::response> {
+    auto answer = co_await cluster::this_worker().request(cluster::message::text("status"),
+                                                          std::chrono::milliseconds(1000));
+    co_return reply(answer.data);
+  });
+  // Every other path and method counts a hit.
+  r.any("/*", [&](const cluster::request&) {
     auto count = hits->fetch_add(1, std::memory_order_relaxed) + 1;
-    co_return reply(std::to_string(count) + "\n");
-  };
-  return cluster::run(handler, argc, argv, std::move(defaults));
+    return reply(std::to_string(count) + "\n");
+  });
+  return cluster::run(r, argc, argv, std::move(defaults));
 }

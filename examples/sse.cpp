@@ -64,62 +64,41 @@ int resume_after(std::string_view last_event_id) {
   return ec == std::errc{} && stop == end && id > 0 ? id : 0;
 }
 
-cluster::response not_found() { return cluster::response::text("not found: try / or /events\n", 404); }
+// GET /events: the stream (HEAD gets its header fields only).
+asio::awaitable<void> events(cluster::request& req, cluster::response_stream& out) {
+  cluster::response head = cluster::response::with(200, "", "text/event-stream");
+  head.set("Cache-Control", "no-cache");  // every reader must see every event, live
+  head.set("Access-Control-Allow-Origin", "*");
+  co_await out.start(std::move(head));  // the client sees the stream open now
+  if (req.method() == "HEAD") co_return;
+
+  // Every write throws std::system_error once the client has gone away,
+  // which ends this handler: that is why an idle stream still writes.
+  co_await out.write(retry);
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  std::string event;
+  for (int id = resume_after(req.header("Last-Event-ID")) + 1; id <= last_tick; ++id) {
+    event = "id: " + std::to_string(id) + "\ndata: tick " + std::to_string(id) + "\n\n";
+    co_await out.write(event);
+    timer.expires_after(tick_interval);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  for (;;) {  // idle: a comment line keeps proxies from closing the stream
+    timer.expires_after(heartbeat_interval);
+    co_await timer.async_wait(asio::use_awaitable);
+    co_await out.write(": heartbeat\n\n");
+  }
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto sse = [](cluster::request& req, cluster::response_stream& out) -> asio::awaitable<void> {
-    const std::string_view path = req.path(), method = req.method();
-    if (path != "/" && path != "/events") {
-      co_await out.send(not_found());
-      co_return;
-    }
-    if (method == "OPTIONS") {  // a CORS preflight (Fetch standard, "CORS protocol") or a plain question
-      cluster::response allow = cluster::response::empty(204);
-      allow.set("Allow", "GET, HEAD, OPTIONS");
-      if (path == "/events") {
-        allow.set("Access-Control-Allow-Origin", "*");
-        allow.set("Access-Control-Allow-Methods", "GET, HEAD");
-        allow.set("Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control");
-        allow.set("Access-Control-Max-Age", "86400");
-      }
-      co_await out.send(std::move(allow));
-      co_return;
-    }
-    if (method != "GET" && method != "HEAD") {
-      cluster::response refused = cluster::response::text("use GET\n", 405);
-      refused.set("Allow", "GET, HEAD, OPTIONS");
-      co_await out.send(std::move(refused));
-      co_return;
-    }
-    if (path == "/") {  // HEAD gets the same header fields without the body
-      co_await out.send(cluster::response::html(std::string(page)));
-      co_return;
-    }
-
-    cluster::response head = cluster::response::with(200, "", "text/event-stream");
-    head.set("Cache-Control", "no-cache");  // every reader must see every event, live
-    head.set("Access-Control-Allow-Origin", "*");
-    co_await out.start(std::move(head));  // the client sees the stream open now
-    if (method == "HEAD") co_return;
-
-    // Every write throws std::system_error once the client has gone away,
-    // which ends this handler: that is why an idle stream still writes.
-    co_await out.write(retry);
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    std::string event;
-    for (int id = resume_after(req.header("Last-Event-ID")) + 1; id <= last_tick; ++id) {
-      event = "id: " + std::to_string(id) + "\ndata: tick " + std::to_string(id) + "\n\n";
-      co_await out.write(event);
-      timer.expires_after(tick_interval);
-      co_await timer.async_wait(asio::use_awaitable);
-    }
-    for (;;) {  // idle: a comment line keeps proxies from closing the stream
-      timer.expires_after(heartbeat_interval);
-      co_await timer.async_wait(asio::use_awaitable);
-      co_await out.write(": heartbeat\n\n");
-    }
-  };
-  return cluster::run(sse, argc, argv);
+  // The router answers the rest: 404 for other paths, 405 with Allow for
+  // other methods, OPTIONS with Allow (a CORS preflight, Fetch standard
+  // "CORS protocol", gets its fields from the cors middleware).
+  cluster::router r;
+  r.use(cluster::cors({.methods = {"GET", "HEAD"}, .headers = {"Last-Event-ID", "Cache-Control"}, .max_age = 24h}));
+  r.get("/", [](const cluster::request&) { return cluster::response::html(std::string(page)); });
+  r.get("/events", events);
+  return cluster::run(r, argc, argv);
 }

@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <cluster/detail/connection.hpp>
+#include <cluster/router.hpp>
 
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -216,6 +217,34 @@ TEST_SUITE("unit") {
       REQUIRE(server.exchange("/", 1024, depth, "Hello World\n") == 1024);
       CHECK(allocations_over(server, "/", 4096, depth, "Hello World\n") == 0);
       CHECK(allocations_over(server, "/allocate", 256, depth, std::string(200, 'x')) >= 256);
+    }
+  }
+}
+
+TEST_SUITE("unit") {
+  TEST_CASE("a router allocates nothing per request: parameters, escapes, query fields, plain and coroutine routes") {
+    cluster::router r;
+    for (int i = 0; i < 20; ++i) r.get("/filler" + std::to_string(i) + "/:id", [](const cluster::request&) {
+      return cluster::response::text("filler\n");
+    });
+    // The answer says whether the route saw what was sent, decoded.
+    auto check = [](const cluster::request& req) {
+      bool right = req.param("id") == "42" && req.param("post") == "a b" && req.query_param("limit") == "10" &&
+                   req.query_param("q") == "x y" && req.has_query_param("flag");
+      return cluster::response::text(right ? "Hello World\n" : "wrong\n");
+    };
+    r.get("/users/:id/posts/:post", check);
+    r.get("/async/:id/posts/:post", [check](cluster::request& req) -> asio::awaitable<cluster::response> {
+      co_return check(req);
+    });
+    for (std::string_view target : {"/users/42/posts/a%20b?limit=10&q=x+y&flag", "/async/42/posts/a%20b?limit=10&q=x%20y&flag"}) {
+      for (std::size_t depth : {std::size_t{1}, std::size_t{16}}) {
+        CAPTURE(target);
+        CAPTURE(depth);
+        loopback_server server(r);
+        REQUIRE(server.exchange(target, 1024, depth, "Hello World\n") == 1024);
+        CHECK(allocations_over(server, target, 4096, depth, "Hello World\n") == 0);
+      }
     }
   }
 }

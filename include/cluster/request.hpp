@@ -4,7 +4,12 @@
 #include <cluster/detail/asio.hpp>
 #include <cluster/endpoint.hpp>
 #include <cluster/headers.hpp>
+#include <cluster/query.hpp>
 
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -28,8 +33,62 @@ class http_error : public std::runtime_error {
   int status_;
 };
 
+/// One named parameter of the route a request matched: for the pattern
+/// "/users/:id" and the path "/users/42", name "id" and value "42"
+/// (percent-decoded).
+struct route_param {
+  std::string_view name;
+  std::string_view value;
+};
+
+class route;
+
 namespace detail {
 class message_builder;
+struct route_access;
+
+/// Most named parameters a route pattern may have.
+inline constexpr std::size_t max_route_params = 8;
+/// Longest request id a request carries (request::id()).
+inline constexpr std::size_t max_request_id = 64;
+
+/// What routing and middleware keep per request, in the request itself
+/// (one per connection, reused): fixed-size arrays and one string whose
+/// capacity is kept from request to request, so a warm connection routes
+/// without allocating.
+struct route_state {
+  /// The decoded path, then the decoded query. Reserved to the target's
+  /// size before anything is written (decoding never lengthens), so views
+  /// into it stay valid for the request's lifetime.
+  std::string text;
+  std::array<route_param, max_route_params> params{};
+  std::uint8_t param_count = 0;
+  bool query_decoded = false;
+  std::size_t query_at = 0;            ///< where the decoded query starts in text
+  const cluster::route* route = nullptr;  ///< the route chosen for this request, if any
+  std::uint16_t methods = 0;              ///< without a route: what the path allows (the Allow field)
+  std::uint16_t status = 0;               ///< without a route: the router's own answer
+  bool streamed = false;                  ///< the response is streamed: its head is all after() sees
+  std::chrono::steady_clock::time_point started{};  ///< set by middleware that times requests
+  std::uint8_t id_length = 0;
+  std::array<char, max_request_id> id{};
+
+  /// Forgets the last request, keeping text's capacity.
+  void reset() noexcept {
+    text.clear();
+    param_count = 0;
+    query_decoded = false;
+    route = nullptr;
+    methods = 0;
+    status = 0;
+    streamed = false;
+    id_length = 0;
+  }
+  /// Makes room for everything decoded from `target`.
+  void reserve_for(std::string_view target) {
+    if (text.capacity() < target.size()) text.reserve(target.size());
+  }
+};
 
 /// Where a streaming handler's request body comes from: its connection.
 class body_source {
@@ -67,6 +126,43 @@ class request {
     auto q = target_.find('?');
     return q == std::string_view::npos ? std::string_view{} : target_.substr(q + 1);
   }
+  /// The value of the route parameter `name` (percent-decoded), or an empty
+  /// view when the route has none of that name. Set by cluster::router.
+  std::string_view param(std::string_view name) const noexcept {
+    for (const route_param& p : params())
+      if (p.name == name) return p.value;
+    return {};
+  }
+  /// Every parameter of the matched route, in pattern order; a trailing
+  /// wildcard comes last, named "*".
+  std::span<const route_param> params() const noexcept { return {route_.params.data(), route_.param_count}; }
+
+  /// The value of the first query field called `name`, percent-decoded ('+'
+  /// as a space; a malformed escape is kept as it is), or an empty view.
+  /// "?limit=10" gives query_param("limit") == "10". The first call on a
+  /// request decodes the query once; the views stay valid as long as the
+  /// request's others do.
+  std::string_view query_param(std::string_view name) const { return query_params().get(name); }
+  /// True when the query has a field called `name`, even without a value.
+  bool has_query_param(std::string_view name) const { return query_params().contains(name); }
+  /// Every field of the query, in order, decoded as by query_param():
+  /// `for (auto [name, value] : req.query_params())`.
+  query_fields query_params() const {
+    if (!route_.query_decoded) {
+      route_.reserve_for(target_);
+      std::string_view raw = query();
+      route_.query_at = route_.text.size();
+      route_.text.resize(route_.query_at + raw.size());
+      route_.text.resize(route_.query_at + detail::decode_query(raw, route_.text.data() + route_.query_at));
+      route_.query_decoded = true;
+    }
+    return {query(), std::string_view(route_.text).substr(route_.query_at)};
+  }
+
+  /// The request's id, as the cluster::request_id middleware set it (taken
+  /// from the client's X-Request-Id or made); empty without it.
+  std::string_view id() const noexcept { return {route_.id.data(), route_.id_length}; }
+
   /// HTTP major version (1).
   int version_major() const noexcept { return major_; }
   /// HTTP minor version (0 or 1).
@@ -143,6 +239,7 @@ class request {
 
  private:
   friend class detail::message_builder;
+  friend struct detail::route_access;
 
   asio::awaitable<std::string_view> buffered_piece() {
     std::string_view piece = body_read_ ? std::string_view{} : body_;
@@ -165,6 +262,7 @@ class request {
   int major_ = 1;
   int minor_ = 1;
   bool keep_alive_ = true;
+  mutable detail::route_state route_;  // mutable: the query is decoded on first read
 };
 
 }  // namespace cluster

@@ -33,36 +33,44 @@ namespace {
 
 int my_slot = -1;
 
-int query_int(std::string_view query, std::string_view key, int fallback) {
-  auto pos = query.find(key);
-  if (pos == std::string_view::npos) return fallback;
-  auto text = query.substr(pos + key.size());
+int query_int(const cluster::request& req, std::string_view key, int fallback) {
+  std::string_view text = req.query_param(key);
   int v = fallback;
   std::from_chars(text.data(), text.data() + text.size(), v);
   return v;
 }
 
-asio::awaitable<cluster::response> handle(cluster::request& req) {
-  auto path = req.path();
-  if (path == "/slow") {
+cluster::response who_answers(const cluster::request&) {
+  return cluster::response::text("pid " + std::to_string(::getpid()) + " slot " + std::to_string(my_slot) + "\n");
+}
+
+// Every route answers any method, as the server did before it had a router.
+cluster::router routes() {
+  cluster::router r;
+  r.any("/slow", [](cluster::request& req) -> asio::awaitable<cluster::response> {
     asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(std::chrono::milliseconds(query_int(req.query(), "ms=", 100)));
+    t.expires_after(std::chrono::milliseconds(query_int(req, "ms", 100)));
     co_await t.async_wait(asio::use_awaitable);
-  } else if (path == "/hang") {
+    co_return who_answers(req);
+  });
+  r.any("/hang", [](const cluster::request&) -> cluster::response {
     for (;;) ::pause();  // blocks the event loop; the heartbeat stops
-  } else if (path == "/crash") {
-    std::abort();
-  } else if (path == "/ends") {
-    co_return cluster::response::text("peer " + req.peer().to_string() + " local " + req.local().to_string() + "\n");
-  } else if (path == "/version") {
-    co_return cluster::response::text("version " + std::to_string(CLUSTER_TEST_VERSION) + "\n");
-  } else if (path == "/reload") {
-    co_return cluster::response::text(cluster::reload() ? "reload requested\n" : "no cluster\n");
-  } else if (path == "/scale") {
-    co_return cluster::response::text(cluster::scale(query_int(req.query(), "n=", 1)) ? "scale requested\n"
-                                                                                       : "refused\n");
-  }
-  co_return cluster::response::text("pid " + std::to_string(::getpid()) + " slot " + std::to_string(my_slot) + "\n");
+  });
+  r.any("/crash", [](const cluster::request&) -> cluster::response { std::abort(); });
+  r.any("/ends", [](const cluster::request& req) {
+    return cluster::response::text("peer " + req.peer().to_string() + " local " + req.local().to_string() + "\n");
+  });
+  r.any("/version", [](const cluster::request&) {
+    return cluster::response::text("version " + std::to_string(CLUSTER_TEST_VERSION) + "\n");
+  });
+  r.any("/reload", [](const cluster::request&) {
+    return cluster::response::text(cluster::reload() ? "reload requested\n" : "no cluster\n");
+  });
+  r.any("/scale", [](const cluster::request& req) {
+    return cluster::response::text(cluster::scale(query_int(req, "n", 1)) ? "scale requested\n" : "refused\n");
+  });
+  r.any("/*", who_answers);
+  return r;
 }
 
 }  // namespace
@@ -95,5 +103,6 @@ int main(int argc, char** argv) {
     const char* what = e == cluster::reload_event::begun ? "begun" : e == cluster::reload_event::finished ? "finished" : "aborted";
     std::fprintf(stderr, "hook: reload %s\n", what);
   };
-  return cluster::run(handle, static_cast<int>(args.size()), args.data(), std::move(defaults));
+  cluster::router r = routes();
+  return cluster::run(r, static_cast<int>(args.size()), args.data(), std::move(defaults));
 }

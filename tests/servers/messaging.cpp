@@ -128,20 +128,12 @@ asio::awaitable<void> note_background(std::string& where, std::string text) {
   where = std::move(text);
 }
 
-std::string query_value(std::string_view query, std::string_view key) {
-  for (std::size_t pos = 0; pos <= query.size();) {
-    std::size_t amp = query.find('&', pos);
-    std::string_view pair = query.substr(pos, amp == std::string_view::npos ? std::string_view::npos : amp - pos);
-    if (pair.size() > key.size() && pair.starts_with(key) && pair[key.size()] == '=')
-      return std::string(pair.substr(key.size() + 1));
-    if (amp == std::string_view::npos) break;
-    pos = amp + 1;
-  }
-  return {};
+std::string query_value(const cluster::request& req, std::string_view key) {
+  return std::string(req.query_param(key));
 }
 
-long query_long(std::string_view query, std::string_view key, long fallback) {
-  std::string text = query_value(query, key);
+long query_long(const cluster::request& req, std::string_view key, long fallback) {
+  std::string_view text = req.query_param(key);
   long v = fallback;
   if (!text.empty()) std::from_chars(text.data(), text.data() + text.size(), v);
   return v;
@@ -248,8 +240,7 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
     asio::co_spawn(co_await asio::this_coro::executor, receive_loop(), asio::detached);
   }
   auto path = req.path();
-  auto query = req.query();
-  std::chrono::milliseconds timeout(query_long(query, "timeout_ms", 1000));
+  std::chrono::milliseconds timeout(query_long(req, "timeout_ms", 1000));
   try {
     if (path == "/background") {
       auto reply = co_await me.request(cluster::message::text("", tag_background), timeout);
@@ -260,7 +251,7 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
       co_return answer(std::string(reply.text()));
     }
     if (path == "/request-slow") {
-      long delay = query_long(query, "delay_ms", 1000);
+      long delay = query_long(req, "delay_ms", 1000);
       auto reply = co_await me.request(cluster::message::of(delay, tag_slow), timeout);
       co_return answer(std::string(reply.text()));
     }
@@ -269,8 +260,8 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
       co_return answer("unexpected answer: " + std::string(reply.text()));
     }
     if (path == "/struct") {
-      point p{static_cast<std::int32_t>(query_long(query, "x", 0)),
-              static_cast<std::int32_t>(query_long(query, "y", 0)), my_slot};
+      point p{static_cast<std::int32_t>(query_long(req, "x", 0)),
+              static_cast<std::int32_t>(query_long(req, "y", 0)), my_slot};
       auto reply = co_await me.request(cluster::message::of(p, tag_struct), timeout);
       auto r = reply.as<point>();
       co_return answer(std::to_string(r.x) + " " + std::to_string(r.y) + " " + std::to_string(r.slot) + "\n");
@@ -280,8 +271,8 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
       co_return answer("unexpected answer: " + std::string(reply.text()));
     }
     if (path == "/send") {
-      std::string msg = query_value(query, "msg");
-      std::string to = query_value(query, "to");
+      std::string msg = query_value(req, "msg");
+      std::string to = query_value(req, "to");
       if (to.empty())
         co_await me.send(cluster::message::text(msg, tag_echo));
       else
@@ -289,15 +280,15 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
       co_return answer("sent\n");
     }
     if (path == "/note") {  // try_send, for bursts
-      auto ec = me.try_send(cluster::message::text(query_value(query, "msg"), tag_note));
+      auto ec = me.try_send(cluster::message::text(query_value(req, "msg"), tag_note));
       co_return answer(describe(ec) + "\n", ec ? 503 : 200);
     }
     if (path == "/flood") {
-      long n = query_long(query, "n", 1000);
-      cluster::message m{tag_flood, std::string(static_cast<std::size_t>(query_long(query, "bytes", 1000)), 'f')};
+      long n = query_long(req, "n", 1000);
+      cluster::message m{tag_flood, std::string(static_cast<std::size_t>(query_long(req, "bytes", 1000)), 'f')};
       long ok = 0, full = 0, other = 0;
       for (long i = 0; i < n; ++i) {
-        if (query_value(query, "mode") == "await") {
+        if (query_value(req, "mode") == "await") {
           co_await me.send(m);  // waits for room: backpressure
           ++ok;
           continue;
@@ -313,12 +304,12 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
       co_return answer(std::string(reply.text()));
     }
     if (path == "/broadcast") {
-      co_await me.broadcast(cluster::message::text(query_value(query, "msg"), tag_broadcast), timeout);
+      co_await me.broadcast(cluster::message::text(query_value(req, "msg"), tag_broadcast), timeout);
       co_return answer("broadcast\n");
     }
     if (path == "/master-broadcast") {
       auto reply =
-          co_await me.request(cluster::message::text(query_value(query, "msg"), tag_master_broadcast), timeout);
+          co_await me.request(cluster::message::text(query_value(req, "msg"), tag_master_broadcast), timeout);
       co_return answer(std::string(reply.text()));
     }
     if (path == "/received") co_return answer(join(received));
@@ -327,7 +318,7 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
       co_return answer(std::string(reply.text()));
     }
     if (path == "/oversized") {
-      long bytes = query_long(query, "bytes", -1);
+      long bytes = query_long(req, "bytes", -1);
       std::size_t size = bytes < 0 ? 64 * 1024 + 1 : static_cast<std::size_t>(bytes);
       cluster::message big{tag_note, std::string(size, 'o')};
       std::string out = "try_send: " + describe(me.try_send(big)) + "\n";
@@ -349,7 +340,7 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
       if (fd < 0) co_return answer("no SOCK_SEQPACKET descriptor found\n", 500);
       // After the response is out: the master kills this worker when it reads the packet.
       auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, 100ms);
-      timer->async_wait([timer, fd, packet = garbage_packet(query_value(query, "kind"))](const asio::error_code&) {
+      timer->async_wait([timer, fd, packet = garbage_packet(query_value(req, "kind"))](const asio::error_code&) {
         if (::send(fd, packet.data(), packet.size(), MSG_NOSIGNAL) < 0)
           std::fprintf(stderr, "test: garbage send failed: %s\n", std::strerror(errno));
       });
@@ -365,7 +356,7 @@ asio::awaitable<cluster::response> handle(cluster::request& req) {
     }
     if (path == "/send-to-slot") {
       auto reply = co_await me.request(
-          cluster::message::text(query_value(query, "slot") + " " + std::to_string(query_long(query, "bytes", 0)),
+          cluster::message::text(query_value(req, "slot") + " " + std::to_string(query_long(req, "bytes", 0)),
                                  tag_send_to_slot),
           timeout);
       co_return answer(std::string(reply.text()));

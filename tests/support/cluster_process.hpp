@@ -35,6 +35,7 @@ enum class program {
   echo,       ///< examples/echo
   sse,        ///< examples/sse
   counter,    ///< examples/counter
+  rest,       ///< examples/rest
   lifecycle,  ///< tests/servers/lifecycle.cpp
   messaging,  ///< tests/servers/messaging.cpp
 };
@@ -47,6 +48,7 @@ inline std::string path_of(program p) {
     case program::echo: return binary_from_env("CLUSTER_ECHO");
     case program::sse: return binary_from_env("CLUSTER_SSE");
     case program::counter: return binary_from_env("CLUSTER_COUNTER");
+    case program::rest: return binary_from_env("CLUSTER_REST");
     case program::lifecycle: return binary_from_env("CLUSTER_LIFECYCLE");
     case program::messaging: return binary_from_env("CLUSTER_MESSAGING");
   }

@@ -15,6 +15,7 @@
 #include <cluster/endpoint.hpp>
 #include <cluster/handler.hpp>
 #include <cluster/request.hpp>
+#include <cluster/router.hpp>
 
 #include <sys/socket.h>
 
@@ -24,9 +25,15 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace cluster::detail {
+
+/// True for a cluster::router, which the connection asks per request how
+/// it answers (a plain route without a coroutine, like a plain handler).
+template <class Handler>
+inline constexpr bool is_router = std::is_same_v<std::remove_cv_t<Handler>, router>;
 
 /// One HTTP/1.1 connection over a `Socket` (asio::ip::tcp::socket in a
 /// worker; an in-memory stream in the fuzzer and the unit tests).
@@ -78,7 +85,10 @@ class basic_connection final : public open_connection,
 
   template <class Handler>
   asio::awaitable<void> run(Handler& handler) {
-    parser_.set_streaming(stream_handler<Handler>);
+    if constexpr (is_router<Handler>)
+      parser_.set_streaming(route_access::streams(handler));  // then every request comes at its head
+    else
+      parser_.set_streaming(stream_handler<Handler>);
     // For write_now(); asynchronous operations are not affected.
     asio::error_code ignored;
     socket_.non_blocking(true, ignored);
@@ -105,7 +115,18 @@ class basic_connection final : public open_connection,
             parser_.skip_body();  // what the handler left unread is dropped
             break;
           case parse_state::message:
-            if constexpr (sync_handler<Handler> && !async_handler<Handler> && !stream_handler<Handler>)
+            if constexpr (is_router<Handler>) {
+              if (!head_answered_) {
+                request& req = parser_.current();
+                if (route_access::prepare(handler, req) == answer_shape::at_once) {
+                  route_access::at_once plain{handler};
+                  close = answer_now(plain, req);  // no coroutine frame, as for a plain handler
+                } else {
+                  route_access::whole coroutine{handler};
+                  close = co_await answer(coroutine, req);
+                }
+              }
+            } else if constexpr (sync_handler<Handler> && !async_handler<Handler> && !stream_handler<Handler>)
               close = answer_now(handler, parser_.current());  // no coroutine frame
             else if (!head_answered_)
               close = co_await answer(handler, parser_.current());

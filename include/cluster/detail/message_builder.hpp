@@ -168,6 +168,7 @@ class message_builder {
     request_.keep_alive_ = llhttp_should_keep_alive(&http_) != 0;
     request_.source_ = nullptr;
     request_.body_read_ = false;
+    request_.route_.reset();
   }
 
  private:

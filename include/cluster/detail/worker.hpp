@@ -10,6 +10,7 @@
 #include <cluster/detail/channel_endpoint.hpp>
 #include <cluster/detail/connection.hpp>
 #include <cluster/detail/control.hpp>
+#include <cluster/detail/exit_flush.hpp>
 #include <cluster/detail/log.hpp>
 #include <cluster/detail/process.hpp>
 #include <cluster/detail/shared_region.hpp>
@@ -65,6 +66,7 @@ class Worker final : private control, private connection_events {
     // worker takes connections off its queue.
     ask(message_kind::ready);
     io_.run();
+    exit_flush::flush_all();  // the process ends with _exit: buffered output goes now
     return 0;
   }
 
