@@ -57,6 +57,19 @@ load_options gets_and_posts() {
   return o;
 }
 
+// After a SIGUSR2 whose new master fails: the rollback is logged, the old
+// master serves on under the load, and no request failed or was refused.
+void expect_rolled_back_under_load(cluster_process& cluster, load_client& load) {
+  REQUIRE(cluster.wait_for_log("binary upgrade rolled back", 10s));
+  const auto ok_after = load.ok();
+  CHECK(wait_until([&] { return load.ok() >= ok_after + 100; }, 5s));
+  const load_result& r = load.stop();
+  INFO(r.summary());
+  INFO("log:\n" << cluster.stderr_text());
+  CHECK(r.failed == 0);
+  CHECK(r.refused == 0);
+}
+
 // A datagram socket standing in for systemd's notification socket.
 class fake_notify_socket {
  public:
@@ -197,14 +210,7 @@ TEST_SUITE("deploy") {
 
     install_program("/bin/false", app);  // exits 1 at once
     cluster.signal(SIGUSR2);
-    REQUIRE(cluster.wait_for_log("binary upgrade rolled back", 10s));
-    const auto ok_after = load.ok();
-    CHECK(wait_until([&] { return load.ok() >= ok_after + 100; }, 5s));
-    const load_result& r = load.stop();
-    INFO(r.summary());
-    INFO("log:\n" << cluster.stderr_text());
-    CHECK(r.failed == 0);
-    CHECK(r.refused == 0);
+    expect_rolled_back_under_load(cluster, load);
     CHECK(cluster.stderr_text().find("exited with code 1 before it was ready") != std::string::npos);
     CHECK(version_of(cluster.port()) == "version 1\n");
     CHECK(pid_in_file(pid_path) == cluster.pid());  // PATH.oldbin renamed back
@@ -224,14 +230,7 @@ TEST_SUITE("deploy") {
     std::ofstream(marker).put('x');  // the new master's workers refuse to start
     install_program(binary_from_env("CLUSTER_LIFECYCLE_V2"), app);
     cluster.signal(SIGUSR2);
-    REQUIRE(cluster.wait_for_log("binary upgrade rolled back", 10s));
-    const auto ok_after = load.ok();
-    CHECK(wait_until([&] { return load.ok() >= ok_after + 100; }, 5s));
-    const load_result& r = load.stop();
-    INFO(r.summary());
-    INFO("log:\n" << cluster.stderr_text());
-    CHECK(r.failed == 0);
-    CHECK(r.refused == 0);
+    expect_rolled_back_under_load(cluster, load);
     CHECK(version_of(cluster.port()) == "version 1\n");
     // Only the old master and its two workers are left in the group.
     CHECK(wait_until([&] { return group_members(cluster.pid()).size() == 3; }, 5s));
