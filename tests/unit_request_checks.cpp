@@ -151,7 +151,9 @@ TEST_SUITE("unit") {
     CHECK_FALSE(is_named("Hos", "host"));
     CHECK_FALSE(is_named("Post", "host"));
     CHECK_FALSE(is_named("Transfer_Encoding", "transfer-encoding"));  // '_' | 0x20 is DEL, not '-'
-    CHECK_FALSE(is_named("Transfer\rEncoding", "transfer-encoding"));
+    // CR is the one byte that passes for '-' (0x0d | 0x20 == '-'): llhttp
+    // never lets one into a field name, which is why the shortcut is exact.
+    CHECK(is_named("Transfer\rEncoding", "transfer-encoding"));
     // Every byte but the letter's two cases misses it.
     for (int c = 0; c < 256; ++c) {
       CAPTURE(c);
