@@ -38,7 +38,7 @@ class deadline_watchdog {
   static constexpr std::chrono::milliseconds linger_time{2000};
 
   deadline_watchdog(Socket& socket, const server_state& state, Owner& owner)
-      : socket_(socket), state_(state), owner_(owner), timer_(socket.get_executor()) {}
+      : socket_(socket), state_(state), owner_(owner), timer_(context_of(socket)) {}
 
   deadline_watchdog(const deadline_watchdog&) = delete;
   deadline_watchdog& operator=(const deadline_watchdog&) = delete;
@@ -133,6 +133,12 @@ class deadline_watchdog {
   clock::time_point deadline() const noexcept { return deadline_; }
 
  private:
+  // Every connection's socket belongs to an io_context (a worker's, the
+  // admin endpoint's, a test's).
+  static asio::io_context& context_of(Socket& socket) {
+    return static_cast<asio::io_context&>(asio::query(socket.get_executor(), asio::execution::context));
+  }
+
   // How long a draining connection waits for a next request before closing.
   std::chrono::milliseconds drain_grace() const {
     return std::min(std::chrono::milliseconds(250), state_.opts.idle_timeout);
@@ -174,7 +180,9 @@ class deadline_watchdog {
   Socket& socket_;
   const server_state& state_;
   Owner& owner_;
-  asio::steady_timer timer_;
+  // On the io_context's own executor type: 48 bytes less per connection
+  // than asio::steady_timer's type-erased one.
+  asio::basic_waitable_timer<clock, asio::wait_traits<clock>, asio::io_context::executor_type> timer_;
   handler_slot<136> slot_;  // the pending wait's operation (see arm())
   clock::time_point deadline_ = clock::time_point::max();
   clock::time_point armed_ = clock::time_point::max();

@@ -126,11 +126,11 @@ class Worker final : private control, private connection_events {
   // coroutine frames of the connections of their day, and once those are
   // freed (idle connections park, connections close) the records keep the
   // pages around them from going back to the kernel. So make them ahead, in
-  // batches of a quarter more (a few system calls per connection, only when
+  // batches of an eighth more (a few system calls per connection, only when
   // the number open reaches a new peak), next to each other.
   void reserve_socket_records() {
     if (state_.connections.size() + 1 < socket_records_) return;
-    std::size_t batch = std::max<std::size_t>(64, socket_records_ / 4);
+    std::size_t batch = std::max<std::size_t>(64, socket_records_ / 8);
     std::vector<asio::ip::tcp::socket> sockets;
     sockets.reserve(batch);
     for (std::size_t i = 0; i < batch; ++i) {
