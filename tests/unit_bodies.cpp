@@ -22,10 +22,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 using namespace test_support;
@@ -46,6 +48,54 @@ bool fd_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
 std::string get(std::string_view target, std::string_view method = "GET") {
   return std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: h\r\n\r\n";
 }
+
+// A file of `size` zero bytes that takes no disk space; returns `path`.
+std::string make_sparse_file(const std::string& path, off_t size) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  REQUIRE(fd >= 0);
+  REQUIRE(::ftruncate(fd, size) == 0);
+  ::close(fd);
+  return path;
+}
+
+// A 64 MiB sparse file, more than the socket buffers hold, requested from a
+// loopback server by a client with a small receive buffer, which has read
+// its first bytes: the server is now blocked sending it.
+struct big_download {
+  static constexpr off_t size = 64 * 1024 * 1024;
+  struct file_handler {
+    std::string path;
+    cluster::response operator()(const cluster::request&) const { return cluster::response::file(path); }
+  };
+
+  explicit big_download(cluster::options opts = {}) : server(handler, {}, 64 * 1024, std::move(opts)) {
+    asio::write(server.client(), asio::buffer(get("/")));
+    std::vector<char> buf(64 * 1024);
+    asio::error_code ec;
+    received = server.client().read_some(asio::buffer(buf), ec);
+    REQUIRE_FALSE(ec);
+  }
+
+  temp_dir dir{"sendfile-big"};
+  std::string path = make_sparse_file(dir / "sparse.bin", size);
+  file_handler handler{path};
+  loopback_server server;
+  std::size_t received = 0;  // bytes read so far
+};
+
+// Reads until the connection ends (or reads time out: 10 s, loopback_server)
+// and returns the bytes read; `ec` says how it ended.
+std::size_t read_to_end(asio::ip::tcp::socket& socket, asio::error_code& ec) {
+  std::vector<char> buf(64 * 1024);
+  std::size_t received = 0;
+  for (int reads = 0; reads < 100'000; ++reads) {  // 6 GiB at the most: far past any test file
+    std::size_t n = socket.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    received += n;
+  }
+  return received;
+}
+
 
 const std::string small_text = "hello, small";  // 12 bytes, copied after its head
 const std::string large_text = pattern(100'000);
@@ -344,33 +394,27 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("sendfile: a file cut short while the client is slow closes the connection, with no hang") {
-    temp_dir dir("sendfile-shrink");
-    std::string path = dir / "sparse.bin";
-    constexpr off_t size = 64 * 1024 * 1024;  // sparse: more than the socket buffers hold
-    {
-      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      REQUIRE(fd >= 0);
-      REQUIRE(::ftruncate(fd, size) == 0);
-      ::close(fd);
-    }
-    auto handler = [&](const cluster::request&) { return cluster::response::file(path); };
-    loopback_server server(handler, {}, 64 * 1024);
-    asio::write(server.client(), asio::buffer(get("/")));
-    std::vector<char> buf(64 * 1024);
-    asio::error_code ec;
-    std::size_t received = server.client().read_some(asio::buffer(buf), ec);
-    REQUIRE_FALSE(ec);
+    big_download d;
     // The server has sent at most what the buffers hold and waits to send
     // more: the rest of the file disappears.
-    REQUIRE(::truncate(path.c_str(), 0) == 0);
-    std::size_t reads = 0;
-    for (; reads < 100'000; ++reads) {
-      std::size_t n = server.client().read_some(asio::buffer(buf), ec);
-      if (ec) break;
-      received += n;
-    }
+    REQUIRE(::truncate(d.path.c_str(), 0) == 0);
+    asio::error_code ec;
+    std::size_t received = d.received + read_to_end(d.server.client(), ec);
     CHECK(ec == asio::error::eof);  // closed by the server, not a read timeout
-    CHECK(received < static_cast<std::size_t>(size));
+    CHECK(received < static_cast<std::size_t>(big_download::size));
+  }
+
+  TEST_CASE("sendfile: a client that stops reading a file is cut off after write_timeout") {
+    cluster::options opts;
+    opts.write_timeout = std::chrono::milliseconds(200);
+    big_download d(opts);
+    // The stall itself is what is tested: nothing can be awaited on this
+    // side without reading, which would end it. Five write timeouts.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    asio::error_code ec;
+    std::size_t received = d.received + read_to_end(d.server.client(), ec);
+    CHECK(ec == asio::error::eof);  // the server gave up and closed; the rest never came
+    CHECK(received < static_cast<std::size_t>(big_download::size));
   }
 
   TEST_CASE("request bodies: stored once at their Content-Length; the input buffer stays near 16 KiB") {

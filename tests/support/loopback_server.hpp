@@ -21,14 +21,19 @@ namespace test_support {
 /// thread, bounded: the io_context stops after 60 s whatever happens.
 /// `on_thread_start` runs first in that thread. `client_rcvbuf`, when not 0,
 /// is the client's SO_RCVBUF in bytes, set before it connects (a small one
-/// keeps the server's writes blocked until the client reads).
+/// keeps the server's writes blocked until the client reads). `opts` are the
+/// server's options (timeouts, limits).
 class loopback_server {
  public:
   using tcp = asio::ip::tcp;
 
   template <class Handler>
-  explicit loopback_server(Handler& handler, std::function<void()> on_thread_start = {}, int client_rcvbuf = 0)
-      : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), guard_(io_), state_(opts_) {
+  explicit loopback_server(Handler& handler, std::function<void()> on_thread_start = {}, int client_rcvbuf = 0,
+                           cluster::options opts = {})
+      : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        guard_(io_),
+        opts_(std::move(opts)),
+        state_(opts_) {
     guard_.expires_after(std::chrono::seconds(60));
     guard_.async_wait([this](const asio::error_code& ec) {
       if (!ec) io_.stop();
