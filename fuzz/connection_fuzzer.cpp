@@ -14,6 +14,7 @@
 #include "harness.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -30,7 +31,18 @@ cluster::response whole_response(const cluster::request& req) {
   if (path == "/204") res.status = 204;
   if (path == "/bad-status") res.status = 99;
   if (path == "/close") res.set("Connection", "close");
-  res.body = req.body();
+  // Bodies of every in-memory kind, so that batches gather some from their
+  // own storage (a copy of the request body, shared; static text; a large
+  // owned string) between others copied into the output buffer.
+  static constexpr std::string_view static_text = "gathered from static storage\n";
+  if (path == "/shared")
+    res.body = cluster::body::from_shared(std::make_shared<const std::string>(req.body()));
+  else if (path == "/view")
+    res.body = cluster::body::from_view(static_text);
+  else if (path == "/large")
+    res.body = std::string(3000, 'L');
+  else
+    res.body = req.body();
   return res;
 }
 

@@ -10,17 +10,19 @@
 #include <cluster/detail/connection.hpp>
 #include <cluster/router.hpp>
 
-#include <sys/socket.h>
-#include <sys/time.h>
+#include "support/loopback_server.hpp"
+#include "support/temp_dir.hpp"
+#include "support/test_data.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <string>
 #include <string_view>
-#include <thread>
+#include <vector>
 
 namespace {
 
@@ -84,102 +86,59 @@ void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcep
 namespace {
 
 using tcp = asio::ip::tcp;
+using test_support::loopback_server;
+using test_support::pattern;
 
-/// One server connection on a loopback port, served in a thread of its own
-/// (bounded: the io_context stops after 60 s whatever happens), and a
-/// blocking client connected to it.
-class loopback_server {
- public:
-  template <class Handler>
-  explicit loopback_server(Handler& handler)
-      : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), guard_(io_), state_(opts_) {
-    guard_.expires_after(std::chrono::seconds(60));
-    guard_.async_wait([this](const asio::error_code& ec) {
-      if (!ec) io_.stop();
-    });
-    acceptor_.async_accept([this, &handler](const asio::error_code& ec, tcp::socket socket) {
-      if (ec) return;
-      asio::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);  // as a worker does
-      auto c = cluster::detail::connection::open(std::move(socket), state_);
-      asio::co_spawn(io_, cluster::detail::connection::serve(std::move(c), handler), asio::detached);
-    });
-    thread_ = std::thread([this] {
-      server_thread = true;
-      io_.run();
-    });
-    client_.connect(acceptor_.local_endpoint());
-    client_.set_option(tcp::no_delay(true));
-    timeval tv{10, 0};  // a read that waits longer fails the test instead of hanging it
-    ::setsockopt(client_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
+void on_server_thread() { server_thread = true; }
 
-  loopback_server(const loopback_server&) = delete;
-  loopback_server& operator=(const loopback_server&) = delete;
-
-  ~loopback_server() {
-    asio::error_code ignored;
-    client_.close(ignored);  // the connection sees end of file and ends
-    asio::post(io_, [this] {
-      guard_.cancel();
-      asio::error_code e;
-      acceptor_.close(e);
-    });
-    thread_.join();
-  }
-
-  /// Sends `count` requests for `target`, `depth` per write, each batch
-  /// after the previous one's responses; returns the responses whose body
-  /// was `body` (all of them when the server behaves).
-  std::size_t exchange(std::string_view target, std::size_t count, std::size_t depth, std::string_view body) {
-    std::string one = "GET " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: test\r\n\r\n";
-    std::string batch;
-    for (std::size_t i = 0; i < depth; ++i) batch += one;
-    std::size_t answered = 0;
-    std::string in;
-    char buf[65536];
-    for (std::size_t sent = 0; sent < count; sent += depth) {
-      asio::error_code ec;
-      asio::write(client_, asio::buffer(batch), ec);
+/// Sends `count` requests for `target` (a POST with `upload` as its body
+/// when it is not empty), `depth` per write, each batch after the previous
+/// one's responses; returns the responses whose body was `body` (all of
+/// them when the server behaves).
+std::size_t exchange(tcp::socket& client, std::string_view target, std::size_t count, std::size_t depth,
+                     std::string_view body, std::string_view upload = {}) {
+  std::string one = upload.empty()
+                        ? "GET " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: test\r\n\r\n"
+                        : "POST " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
+                              std::to_string(upload.size()) + "\r\n\r\n" + std::string(upload);
+  std::string batch;
+  for (std::size_t i = 0; i < depth; ++i) batch += one;
+  std::size_t answered = 0;
+  std::string in;
+  std::vector<char> buf(1 << 20);
+  for (std::size_t sent = 0; sent < count; sent += depth) {
+    asio::error_code ec;
+    asio::write(client, asio::buffer(batch), ec);
+    if (ec) return answered;
+    std::size_t expected = answered + depth;
+    while (answered < expected) {
+      std::size_t n = client.read_some(asio::buffer(buf), ec);
       if (ec) return answered;
-      std::size_t expected = answered + depth;
-      while (answered < expected) {
-        std::size_t n = client_.read_some(asio::buffer(buf), ec);
-        if (ec) return answered;
-        in.append(buf, n);
-        // Complete responses: a header block, then a body of Content-Length.
-        for (;;) {
-          std::size_t end = in.find("\r\n\r\n");
-          if (end == std::string::npos) break;
-          std::size_t cl = in.find("Content-Length: ");
-          if (cl == std::string::npos || cl > end) return answered;
-          std::size_t length = std::strtoul(in.c_str() + cl + 16, nullptr, 10);
-          if (in.size() < end + 4 + length) break;
-          if (std::string_view(in).substr(end + 4, length) == body) ++answered;
-          in.erase(0, end + 4 + length);
-        }
+      in.append(buf.data(), n);
+      // Complete responses: a header block, then a body of Content-Length.
+      std::size_t at = 0;
+      for (;;) {
+        std::size_t end = in.find("\r\n\r\n", at);
+        if (end == std::string::npos) break;
+        std::size_t cl = in.find("Content-Length: ", at);
+        if (cl == std::string::npos || cl > end) return answered;
+        std::size_t length = std::strtoul(in.c_str() + cl + 16, nullptr, 10);
+        if (in.size() < end + 4 + length) break;
+        if (std::string_view(in).substr(end + 4, length) == body) ++answered;
+        at = end + 4 + length;
       }
+      in.erase(0, at);
     }
-    return answered;
   }
-
- private:
-  asio::io_context io_{1};
-  tcp::acceptor acceptor_;
-  asio::steady_timer guard_;
-  cluster::options opts_;
-  cluster::detail::server_state state_;
-  std::thread thread_;
-  asio::io_context client_io_{1};  // the client is blocking, on the test thread
-  tcp::socket client_{client_io_};
-};
+  return answered;
+}
 
 /// Counts the server thread's allocations over `count` requests.
 std::uint64_t allocations_over(loopback_server& server, std::string_view target, std::size_t count,
-                               std::size_t depth, std::string_view body) {
+                               std::size_t depth, std::string_view body, std::string_view upload = {}) {
   allocations = 0;
   counting = true;
-  std::size_t answered = server.exchange(target, count, depth, body);
+  std::size_t answered = exchange(server.client(), target, count, depth, body, upload);
   counting = false;
   CHECK(answered == count);
   return allocations.load();
@@ -195,8 +154,8 @@ TEST_SUITE("unit") {
     };
     for (std::size_t depth : {std::size_t{1}, std::size_t{16}}) {
       CAPTURE(depth);
-      loopback_server server(hello);
-      REQUIRE(server.exchange("/", 1024, depth, "Hello World\n") == 1024);  // warm: buffers at their size
+      loopback_server server(hello, on_server_thread);
+      REQUIRE(exchange(server.client(), "/", 1024, depth, "Hello World\n") == 1024);  // warm: buffers at their size
       CHECK(allocations_over(server, "/", 4096, depth, "Hello World\n") == 0);
       // The counter sees the server thread: a body too long for the string's
       // inline storage costs at least one allocation per request.
@@ -213,8 +172,8 @@ TEST_SUITE("unit") {
     };
     for (std::size_t depth : {std::size_t{1}, std::size_t{16}}) {
       CAPTURE(depth);
-      loopback_server server(hello);
-      REQUIRE(server.exchange("/", 1024, depth, "Hello World\n") == 1024);
+      loopback_server server(hello, on_server_thread);
+      REQUIRE(exchange(server.client(), "/", 1024, depth, "Hello World\n") == 1024);
       CHECK(allocations_over(server, "/", 4096, depth, "Hello World\n") == 0);
       CHECK(allocations_over(server, "/allocate", 256, depth, std::string(200, 'x')) >= 256);
     }
@@ -241,10 +200,65 @@ TEST_SUITE("unit") {
       for (std::size_t depth : {std::size_t{1}, std::size_t{16}}) {
         CAPTURE(target);
         CAPTURE(depth);
-        loopback_server server(r);
-        REQUIRE(server.exchange(target, 1024, depth, "Hello World\n") == 1024);
+        loopback_server server(r, on_server_thread);
+        REQUIRE(exchange(server.client(), target, 1024, depth, "Hello World\n") == 1024);
         CHECK(allocations_over(server, target, 4096, depth, "Hello World\n") == 0);
       }
     }
+  }
+}
+
+TEST_SUITE("unit") {
+  TEST_CASE("bodies: shared and view bodies cost no allocation per request; an owned one moved in costs its own") {
+    const std::string big = pattern(64 * 1024);
+    auto shared = std::make_shared<const std::string>(big);
+    auto handler = [&](const cluster::request& req) {
+      if (req.path() == "/shared") return cluster::response::shared(shared, "application/octet-stream");
+      if (req.path() == "/view") return cluster::response::view(big, "application/octet-stream");
+      if (req.path() == "/tiny") return cluster::response::view("Hello World\n", "text/plain");
+      return cluster::response::with(200, std::string(big), "application/octet-stream");  // /owned: one copy made here
+    };
+    for (std::size_t depth : {std::size_t{1}, std::size_t{16}}) {
+      CAPTURE(depth);
+      loopback_server server(handler, on_server_thread);
+      for (std::string_view target : {"/shared", "/view", "/owned"})
+        REQUIRE(exchange(server.client(), target, 64, depth, big) == 64);  // warm
+      REQUIRE(exchange(server.client(), "/tiny", 64, depth, "Hello World\n") == 64);
+      CHECK(allocations_over(server, "/shared", 512, depth, big) == 0);
+      CHECK(allocations_over(server, "/view", 512, depth, big) == 0);
+      CHECK(allocations_over(server, "/tiny", 1024, depth, "Hello World\n") == 0);
+      // The handler's std::string(big) is the one allocation: the writer
+      // moves it, it does not copy it.
+      CHECK(allocations_over(server, "/owned", 512, depth, big) == 512);
+    }
+  }
+
+  TEST_CASE("bodies: a file body costs no heap allocation per request (open, fstat, sendfile and close only)") {
+    test_support::temp_dir dir("alloc-file");
+    const std::string content = pattern(64 * 1024);
+    std::string path = dir / "page.html";
+    test_support::write_file(path, content);
+    auto handler = [&](const cluster::request&) { return cluster::response::file(path); };
+    for (std::size_t depth : {std::size_t{1}, std::size_t{16}}) {
+      CAPTURE(depth);
+      loopback_server server(handler, on_server_thread);
+      REQUIRE(exchange(server.client(), "/", 64, depth, content) == 64);
+      CHECK(allocations_over(server, "/", 512, depth, content) == 0);
+    }
+  }
+
+  TEST_CASE("request bodies: a POST body is stored in one allocation sized from Content-Length") {
+    auto handler = [](const cluster::request& req) { return cluster::response::text(std::to_string(req.body().size())); };
+    // 100 KB: past what the parser keeps between requests, so a request may
+    // pay for its body's storage, at most once (growth by doubling from the
+    // first piece would cost about six allocations and copies).
+    const std::string upload = pattern(100'000);
+    loopback_server server(handler, on_server_thread);
+    REQUIRE(exchange(server.client(), "/", 16, 1, "100000", upload) == 16);
+    CHECK(allocations_over(server, "/", 256, 1, "100000", upload) <= 256);
+    // 64 KiB fits what is kept: no allocation at all once warm.
+    const std::string kept = pattern(64 * 1024);
+    REQUIRE(exchange(server.client(), "/", 16, 1, "65536", kept) == 16);
+    CHECK(allocations_over(server, "/", 256, 1, "65536", kept) == 0);
   }
 }

@@ -1,12 +1,13 @@
 // Unit tests: large bodies cost their size once. A request body is buffered
 // in storage sized from Content-Length and can be moved out with
-// take_body(); a response body of 16 KiB or more is written from its own
+// take_body(); a response body of 1 KiB or more is written from its own
 // storage behind the head (gathered), never copied into the output buffer,
 // and keeps its place among pipelined answers.
 #include <doctest/doctest.h>
 
 #include "support/memory_socket.hpp"
 #include "support/response_parser.hpp"
+#include "support/test_data.hpp"
 
 #include <string>
 #include <vector>
@@ -21,11 +22,6 @@ std::string post(const std::string& target, const std::string& body) {
 }
 const std::string get_small = "GET /small HTTP/1.1\r\nHost: h\r\n\r\n";
 
-std::string pattern(std::size_t n) {
-  std::string s(n, '\0');
-  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 23);
-  return s;
-}
 
 std::vector<std::string> pieces(const std::string& s, std::size_t step) {
   std::vector<std::string> out;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cluster/access_log.hpp>
+#include <cluster/body.hpp>
 #include <cluster/cors.hpp>
 #include <cluster/endpoint.hpp>
 #include <cluster/handler.hpp>

@@ -55,8 +55,8 @@ class response_stream {
   /// if any, as the first piece). Status must be 200..999; the server adds
   /// Date, Transfer-Encoding and Connection. HEAD requests and 204/304
   /// responses get the header section only. Throws std::logic_error when the
-  /// response has already started, std::invalid_argument for a bad status,
-  /// std::system_error when the client is gone.
+  /// response has already started, std::invalid_argument for a bad status
+  /// or a file body (send() one), std::system_error when the client is gone.
   asio::awaitable<void> start(response head = {}) { return sink_.stream_start(std::move(head)); }
 
   /// Writes `data` as the next piece of the body (starting a 200 response

@@ -36,6 +36,7 @@ enum class program {
   sse,        ///< examples/sse
   counter,    ///< examples/counter
   rest,       ///< examples/rest
+  static_files,  ///< examples/static
   lifecycle,  ///< tests/servers/lifecycle.cpp
   messaging,  ///< tests/servers/messaging.cpp
 };
@@ -49,6 +50,7 @@ inline std::string path_of(program p) {
     case program::sse: return binary_from_env("CLUSTER_SSE");
     case program::counter: return binary_from_env("CLUSTER_COUNTER");
     case program::rest: return binary_from_env("CLUSTER_REST");
+    case program::static_files: return binary_from_env("CLUSTER_STATIC");
     case program::lifecycle: return binary_from_env("CLUSTER_LIFECYCLE");
     case program::messaging: return binary_from_env("CLUSTER_MESSAGING");
   }

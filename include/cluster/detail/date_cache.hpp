@@ -1,6 +1,8 @@
 // The Date header field (RFC 9110 §6.6.1), formatted at most once per second.
 #pragma once
 
+#include <cluster/detail/http_date.hpp>
+
 #include <ctime>
 #include <string_view>
 
@@ -21,38 +23,12 @@ class date_cache {
  private:
   static constexpr std::size_t length = sizeof("Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n") - 1;
 
-  // IMF-fixdate is defined in English regardless of locale, so no strftime.
   void format(std::time_t now) noexcept {
-    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    std::tm tm{};
-    gmtime_r(&now, &tm);
     char* p = line_;
-    auto put = [&p](const char* s, std::size_t n) {
-      for (std::size_t i = 0; i < n; ++i) *p++ = s[i];
-    };
-    auto two = [&p](int v) {
-      *p++ = static_cast<char>('0' + v / 10);
-      *p++ = static_cast<char>('0' + v % 10);
-    };
-    put("Date: ", 6);
-    put(days[tm.tm_wday], 3);
-    put(", ", 2);
-    two(tm.tm_mday);
-    *p++ = ' ';
-    put(months[tm.tm_mon], 3);
-    *p++ = ' ';
-    int year = tm.tm_year + 1900;
-    two(year / 100);
-    two(year % 100);
-    *p++ = ' ';
-    two(tm.tm_hour);
-    *p++ = ':';
-    two(tm.tm_min);
-    *p++ = ':';
-    two(tm.tm_sec);
-    put(" GMT\r\n", 6);
+    for (char c : std::string_view("Date: ")) *p++ = c;
+    p = format_imf_fixdate(now, p);
+    *p++ = '\r';
+    *p++ = '\n';
     second_ = now;
   }
 

@@ -134,11 +134,12 @@ inline void serialize_head(std::string& out, int status, const response_headers&
   }
 }
 
-/// Appends the wire form of a complete response `res` to `out`. `date` is a
-/// complete Date line.
+/// Appends the wire form of a complete response `res` to `out`, its body
+/// copied after the head. `date` is a complete Date line. For a body in
+/// memory: a file body's bytes are not (response_writer sends them).
 inline void serialize(std::string& out, const response& res, framing f, std::string_view date) {
   serialize_head(out, res.status, res.headers, f, date, res.body.size());
-  if (status_has_body(res.status) && !f.head) out += res.body;
+  if (status_has_body(res.status) && !f.head) out += res.body.bytes();
 }
 
 /// Appends a server-generated error response (e.g. 400, 408, 413); by

@@ -1,0 +1,88 @@
+// One real server connection (the worker's connection type on an asio TCP
+// socket, 127.0.0.1, Nagle off as in a worker) served in a thread of its
+// own, and a blocking client connected to it: for tests that need a kernel
+// socket under the connection (sendfile, allocation counts).
+#pragma once
+
+#include <cluster/detail/connection.hpp>
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <utility>
+
+namespace test_support {
+
+/// Serves one connection with `handler` (which must outlive it) in a server
+/// thread, bounded: the io_context stops after 60 s whatever happens.
+/// `on_thread_start` runs first in that thread. `client_rcvbuf`, when not 0,
+/// is the client's SO_RCVBUF in bytes, set before it connects (a small one
+/// keeps the server's writes blocked until the client reads). `opts` are the
+/// server's options (timeouts, limits).
+class loopback_server {
+ public:
+  using tcp = asio::ip::tcp;
+
+  template <class Handler>
+  explicit loopback_server(Handler& handler, std::function<void()> on_thread_start = {}, int client_rcvbuf = 0,
+                           cluster::options opts = {})
+      : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        guard_(io_),
+        opts_(std::move(opts)),
+        state_(opts_) {
+    guard_.expires_after(std::chrono::seconds(60));
+    guard_.async_wait([this](const asio::error_code& ec) {
+      if (!ec) io_.stop();
+    });
+    acceptor_.async_accept([this, &handler](const asio::error_code& ec, tcp::socket socket) {
+      if (ec) return;
+      asio::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);  // as a worker does
+      auto c = cluster::detail::connection::open(std::move(socket), state_);
+      asio::co_spawn(io_, cluster::detail::connection::serve(std::move(c), handler), asio::detached);
+    });
+    thread_ = std::thread([this, start = std::move(on_thread_start)] {
+      if (start) start();
+      io_.run();
+    });
+    client_.open(tcp::v4());
+    if (client_rcvbuf > 0) client_.set_option(asio::socket_base::receive_buffer_size(client_rcvbuf));
+    client_.connect(acceptor_.local_endpoint());
+    client_.set_option(tcp::no_delay(true));
+    timeval tv{10, 0};  // a read that waits longer fails the test instead of hanging it
+    ::setsockopt(client_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+
+  loopback_server(const loopback_server&) = delete;
+  loopback_server& operator=(const loopback_server&) = delete;
+
+  ~loopback_server() {
+    asio::error_code ignored;
+    client_.close(ignored);  // the connection sees end of file and ends
+    asio::post(io_, [this] {
+      guard_.cancel();
+      asio::error_code e;
+      acceptor_.close(e);
+    });
+    thread_.join();
+  }
+
+  /// The blocking client end (reads time out after 10 s).
+  tcp::socket& client() noexcept { return client_; }
+
+ private:
+  asio::io_context io_{1};
+  tcp::acceptor acceptor_;
+  asio::steady_timer guard_;
+  cluster::options opts_;
+  cluster::detail::server_state state_;
+  std::thread thread_;
+  asio::io_context client_io_{1};  // the client is blocking, on the test thread
+  tcp::socket client_{client_io_};
+};
+
+}  // namespace test_support
