@@ -30,10 +30,10 @@ class loopback_server {
   template <class Handler>
   explicit loopback_server(Handler& handler, std::function<void()> on_thread_start = {}, int client_rcvbuf = 0,
                            cluster::options opts = {})
-      : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
-        guard_(io_),
-        opts_(std::move(opts)),
-        state_(opts_) {
+      : opts_(std::move(opts)),
+        state_(opts_),
+        acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        guard_(io_) {
     guard_.expires_after(std::chrono::seconds(60));
     guard_.async_wait([this](const asio::error_code& ec) {
       if (!ec) io_.stop();
@@ -75,11 +75,14 @@ class loopback_server {
   tcp::socket& client() noexcept { return client_; }
 
  private:
+  // The state outlives the io_context: a connection still pending when the
+  // guard stopped the loop is destroyed with it, and gives its memory back
+  // to the state's pool.
+  cluster::options opts_;
+  cluster::detail::server_state state_;
   asio::io_context io_{1};
   tcp::acceptor acceptor_;
   asio::steady_timer guard_;
-  cluster::options opts_;
-  cluster::detail::server_state state_;
   std::thread thread_;
   asio::io_context client_io_{1};  // the client is blocking, on the test thread
   tcp::socket client_{client_io_};
