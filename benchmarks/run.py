@@ -1602,11 +1602,17 @@ def measure_cases(args, prof, servers, groups, diff, sampler=None, tag=""):
             unit = case["conns"] * case["depth"]
             cal = max(unit * 2, prof["cal_ka"] if case["depth"] == 1 else prof["cal_pipe"])
             cal = -(-cal // unit) * unit
-            cpu_window(args, s, case, cal)  # warm-up (Node's JIT, page cache, allocator)
+            cpu_window(args, s, case, cal)  # also the warm-up (Node's JIT, page cache, allocator)
             w = cpu_window(args, s, case, cal)
             per = w["ns"] / 1e9 / max(w["succeeded"], 1)
+            if diff:
+                # The cost of a request alone, without the connections' (2 x cal on
+                # fresh connections against cal): what the difference windows measure.
+                b = cpu_window(args, s, case, 2 * cal)
+                per = max((b["ns"] - w["ns"]) / 1e9 / max(b["succeeded"] - w["succeeded"], 1), 1e-8)
             n = window_size(prof, per, w["rps"], unit)
-            sizes[case["key"]] = (max(unit, n // 2 // unit * unit), n) if diff else (n,)
+            # Difference windows: N1 is at least 2 requests a connection, N2 - N1 the sized window.
+            sizes[case["key"]] = (max(2 * unit, n // 2 // unit * unit), n) if diff else (n,)
     log(f"   {tag} window sizes (requests): " + ", ".join(f"{k}={'/'.join(map(str, v))}" for k, v in sizes.items()))
     rows = []
     for rnd in range(prof["rounds"]):
