@@ -359,9 +359,10 @@ class Server:
             if files is None:
                 location = "    location / { default_type \"text/plain; charset=utf-8\"; return 200 \"Hello World\\n\"; }\n"
             else:
-                # The same bytes as benchmarks/bodies serves, from the same files.
+                # The same bytes as benchmarks/bodies serves, from the same files;
+                # GET / (wait_ready's probe) gets the smallest of them.
                 location = (f"    sendfile {'on' if files[1] else 'off'};\n    root {files[0]};\n"
-                            "    location / { types { } default_type application/octet-stream; }\n")
+                            "    location / { types { } default_type application/octet-stream; index 12; }\n")
             conns = max_conns or 4096
             backlog = f" backlog={conns}" if max_conns else ""
             limits = f"worker_rlimit_nofile {conns + 100};\n" if max_conns else ""
@@ -1531,13 +1532,13 @@ GROWTH_TARGETS = [
     ("size_64k_file_vs_sendfile", "CPU/request 64 KiB /file vs nginx sendfile", 1.0, "le", "x"),
     ("size_1m_mem_vs_sendfile", "CPU/request 1 MiB /mem vs nginx sendfile", 1.0, "le", "x"),
     ("size_1m_file_vs_sendfile", "CPU/request 1 MiB /file vs nginx sendfile", 1.0, "le", "x"),
-    # Node's per-request cost is mostly its JavaScript HTTP layer, which a
-    # body adds little to; the kernel's copy of the body is the same for
-    # both. Half of Node's CPU per request keeps cluster's body path well
-    # clear of a copy too many (at 64 KiB one extra copy is ~3-5 us of the
-    # ~20-40 us), and is what hello keep-alive already does against Node.
-    ("post_1k_vs_node", "CPU/request POST 1 KiB vs Node", 0.5, "le", "x"),
-    ("post_64k_vs_node", "CPU/request POST 64 KiB vs Node", 0.5, "le", "x"),
+    # A body must not cost cluster its lead over Node: no worse a ratio than
+    # hello keep-alive has (0.32x in the README's last full run), rounded
+    # up. Both pay the kernel's copy of the body; what is left is each
+    # one's own receive path (a body read in pieces and joined, or grown
+    # buffer by buffer, shows as a ratio creeping towards Node's).
+    ("post_1k_vs_node", "CPU/request POST 1 KiB vs Node", 0.35, "le", "x"),
+    ("post_64k_vs_node", "CPU/request POST 64 KiB vs Node", 0.35, "le", "x"),
     ("idle_kib", "memory per idle keep-alive conn, 10,000 open (KiB)", 1.0, "le", " KiB"),
     # After the 10,000 close, what the worker keeps: allocator caches may
     # keep a little, not what the connections held (~100 B a connection).
