@@ -20,7 +20,11 @@ build: -O3, NDEBUG, with -g for the profile), then measures:
  4. memory: RSS and PSS per process under load (from /proc/PID/smaps_rollup);
  5. lifecycle: exec to ready line (2 workers), kill -9 of a worker to a queued
     request being answered by its replacement;
- 6. messaging (issue 6): Node's cluster IPC; cluster's side plugs in later.
+ 6. messaging (issue 6): Node's cluster IPC beside cluster's;
+ 7. routing (issue 14): a router of 50 routes beside the plain handler;
+ 8-12. growth (issue 15): CPU per request at 1 to 10,000 connections,
+    by response size (beside nginx with sendfile on and off), for POST
+    bodies (beside Node), memory per idle connection, io_uring beside epoll.
 
 It prints a table with the targets of issue 5 (PASS/MISS), writes the raw
 figures to build-bench/bench-results.json, the table to
