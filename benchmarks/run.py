@@ -124,11 +124,11 @@ PROFILES = {
 }
 # The growth sections (issue 15): connection counts, response sizes, idle
 # connections (rounds, the bounded wait for memory to come back after they
-# close, s), io_uring's connection counts and its strace window (requests).
+# close, s) and io_uring's connection counts.
 PROFILES["full"].update(conn_counts=(1, 64, 1000, 10000), sizes=("12", "4k", "64k", "1m"), idle_conns=10000,
-                        idle_rounds=3, idle_close_wait=3.0, uring_conns=(64, 10000), uring_strace=160000)
+                        idle_rounds=3, idle_close_wait=3.0, uring_conns=(64, 10000))
 PROFILES["quick"].update(conn_counts=(1, 64, 1000, 10000), sizes=("12", "4k", "64k", "1m"), idle_conns=10000,
-                         idle_rounds=1, idle_close_wait=2.0, uring_conns=(64, 10000), uring_strace=160000)
+                         idle_rounds=1, idle_close_wait=2.0, uring_conns=(64, 10000))
 
 
 class BenchError(Exception):
@@ -823,17 +823,18 @@ def strace_window(pids, client, n, depth, work, tag):
             raise BenchError("strace did not attach")
         time.sleep(0.01)
     time.sleep(0.2)  # let strace finish attaching threads (-f)
-    client.run(n, depth)
+    served = client.run(n, depth)
     child.stop(signal.SIGINT)  # detach and write the summary
-    return parse_strace_summary(path)
+    return parse_strace_summary(path), n if served is None else served
 
 
 def strace_pair(pids, client, n1, n2, depth, work, tag, label):
     """Windows of N1 then N2 requests; system calls per request, in total and
-    per call: (count(N2) - count(N1)) / (N2 - N1)."""
-    a = strace_window(pids, client, n1, depth, work, f"{tag}-a")
+    per call: (count(N2) - count(N1)) / (N2 - N1), with the requests the
+    client saw answered in place of N1 and N2 where it says."""
+    a, n1 = strace_window(pids, client, n1, depth, work, f"{tag}-a")
     client.ensure_alive()
-    b = strace_window(pids, client, n2, depth, work, f"{tag}-b")
+    b, n2 = strace_window(pids, client, n2, depth, work, f"{tag}-b")
     names = sorted(set(a) | set(b))
     per = {nm: (b.get(nm, 0) - a.get(nm, 0)) / (n2 - n1) for nm in names}
     per = {nm: v for nm, v in per.items() if abs(v) >= 0.0005}
@@ -865,18 +866,24 @@ class H2loadClient:
     """strace_window()'s client for the loaded count: h2load, 64 connections
     unless said."""
 
-    def __init__(self, args, port, conns=64):
+    def __init__(self, args, port, conns=64, tolerant=False):
         self.args = args
         self.port = port
         self.conns = conns
+        # 10,000 connections opening at once against a server slowed down by
+        # strace: a few may fail to connect. Tolerant: count what was answered.
+        self.tolerant = tolerant
 
     def ensure_alive(self):
         pass  # every window opens its own connections
 
     def run(self, n, depth):
         r = run_h2load(self.args, self.port, n, depth, timeout=300.0, conns=self.conns)
-        if r["succeeded"] != n:
+        if r["succeeded"] != n and not (self.tolerant and r["succeeded"] >= 0.8 * n):
             raise BenchError(f"h2load: {r['succeeded']} of {n} requests succeeded")
+        if r["succeeded"] != n:
+            log(f"   h2load: {r['succeeded']} of {n} requests answered under strace (counted as such)")
+        return r["succeeded"] if self.tolerant else None
 
 
 def strace_load(args, kind, paths, work, sizes_ka, sizes_pipe):
@@ -1572,7 +1579,7 @@ def window_size(prof, cpu_per_req, rps, unit):
     max_wall] seconds at the measured rate, a multiple of unit (at least one)."""
     want = prof["cpu_target"] / max(cpu_per_req, 1e-8)
     want = min(max(want, rps * prof["min_wall"]), rps * prof["max_wall"])
-    return max(unit, int(want) // unit * unit)
+    return max(unit, -(-int(want) // unit) * unit)  # rounded up: 10,000 connections make a coarse unit
 
 
 def cpu_window(args, server, case, n, sample=None):
@@ -2009,12 +2016,16 @@ def section_uring(args, prof, paths, work, results):
             s.wait_ready(60)
             pids = s.tree()
             for c in prof["uring_conns"]:
-                client = H2loadClient(args, s.port, conns=c)
+                client = H2loadClient(args, s.port, conns=c, tolerant=c > 64)
                 for d in (1, 16):
+                    # As section 2's loaded counts (strace makes every call slow),
+                    # in whole rounds of one batch per connection.
                     unit = c * d
-                    n1 = max(unit, prof["uring_strace"] // unit * unit)
+                    lo, hi = prof["st_load_ka"] if d == 1 else prof["st_load_pipe"]
+                    n1 = -(-max(unit, lo) // unit) * unit
+                    n2 = max(2 * n1, -(-hi // unit) * unit)
                     client.run(n1, d)  # warm
-                    syscalls[f"{k}/{c}/{d}"] = strace_pair(pids, client, n1, 2 * n1, d, work, f"{k}-uring-{c}-{d}",
+                    syscalls[f"{k}/{c}/{d}"] = strace_pair(pids, client, n1, n2, d, work, f"{k}-uring-{c}-{d}",
                                                            f"{k:11} {c:>5} conns depth {d:2}")
         finally:
             s.stop()
