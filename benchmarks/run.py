@@ -914,13 +914,15 @@ def strace_load(args, kind, paths, work, sizes_ka, sizes_pipe):
     return out
 
 
-def callgrind_self_costs(path):
-    """Self cost (Ir) per function from a callgrind dump. (callgrind_annotate
-    3.19 lists the functions still on the stack at a mid-run dump, such as
-    main, with their inclusive cost even under --inclusive=no.)"""
+def callgrind_self_costs(path, by_file=False):
+    """Self cost (Ir) per function from a callgrind dump, or with `by_file`
+    per source file, an inlined function's instructions counting in the file
+    it is written in (fi=/fe=). (callgrind_annotate 3.19 lists the functions
+    still on the stack at a mid-run dump, such as main, with their inclusive
+    cost even under --inclusive=no.)"""
     names = {}
     costs = {}
-    cur = None
+    cur = file = fl = None
     after_calls = False
 
     def name_of(spec):
@@ -940,15 +942,51 @@ def callgrind_self_costs(path):
                     after_calls = False  # the inclusive cost of a call, not self cost
                     continue
                 parts = line.split()
-                if len(parts) >= 2 and cur is not None:
-                    costs[cur] = costs.get(cur, 0) + int(parts[1])
+                key = file if by_file else cur
+                if len(parts) >= 2 and key is not None:
+                    costs[key] = costs.get(key, 0) + int(parts[1])
             elif line.startswith("fn="):
                 cur = name_of(line[3:])
-            elif line.startswith("cfn="):
+                file = fl
+            elif line.startswith("fl="):
+                fl = file = name_of(line[3:])
+            elif line.startswith(("fi=", "fe=")):
+                file = name_of(line[3:])
+            elif line.startswith(("cfn=", "cfi=", "cfl=")):
                 name_of(line[4:])
             elif line.startswith("calls="):
                 after_calls = True
     return costs
+
+
+# Where a request's instructions go, by the source file they were written in
+# (code inlined into a caller counts in its own file): (label, regex on the
+# file name), first match wins; the rest is split into libc and other.
+COST_PARTS = [
+    ("llhttp state machine (llhttp.c)", r"llhttp/llhttp\.c|smmintrin\.h"),
+    ("llhttp callback glue and API (api.c, http.c)", r"llhttp/(api|http)\.c"),
+    ("our llhttp callbacks, spans, build_request (message_builder.hpp)", r"message_builder\.hpp"),
+    ("conformance checks (request_checks.hpp)", r"request_checks\.hpp"),
+    ("parser driver and input buffer (request_parser.hpp, input_buffer.hpp)", r"(request_parser|input_buffer)\.hpp"),
+    ("serialize_head and status line (serialize.hpp, status_line.hpp)", r"(serialize|status_line)\.hpp"),
+    ("Date line (date_cache.hpp, clock_gettime)", r"date_cache\.hpp|clock_gettime"),
+    ("response writer: framing, write_now (response_writer.hpp)", r"response_writer\.hpp"),
+    ("handler and dispatch (hello.cpp, response.hpp, headers.hpp, dispatch.hpp)",
+     r"examples/hello\.cpp|cluster/response\.hpp|cluster/headers\.hpp|dispatch\.hpp"),
+    ("connection loop, watchdog, metrics (connection.hpp, ...)",
+     r"(connection|deadline_watchdog|server_state|shared_region|request)\.hpp|bits/chrono"),
+    ("Asio: reactor, coroutine resumption, socket calls", r"/asio/|c\+\+/12/coroutine"),
+    ("libc: memcpy, memset, strlen, recv, send, ...", r"^\./|libc\.so|sysdeps"),
+]
+
+
+def cost_parts(path, n):
+    """[(label, Ir per request)] of a dump of n requests, by COST_PARTS."""
+    parts = {}
+    for file, ir in callgrind_self_costs(path, by_file=True).items():
+        label = next((lab for lab, rx in COST_PARTS if re.search(rx, file)), "other (libstdc++ std::string, ...)")
+        parts[label] = parts.get(label, 0) + ir
+    return sorted(((lab, ir / n) for lab, ir in parts.items()), key=lambda r: -r[1])
 
 
 def callgrind_total(path):
@@ -1010,6 +1048,8 @@ def section_counts(args, prof, paths, work, results, out_dir):
         prof_out[mode] = dict(self=self_rows, inclusive=incl_rows)
         lines.append(f"== hello worker, {mode}: {data['n2']} requests on one connection, "
                      f"{callgrind_total(dst) / data['n2']:,.0f} instructions/request in this window ({dst.name}) ==")
+        lines.append("-- self cost by part (instructions per request, by the source file they are written in) --")
+        lines += [f"{ir:10.1f}  {label}" for label, ir in cost_parts(dst, data["n2"])]
         lines.append("-- self cost (instructions per request, share, function) --")
         lines += [f"{ir:10.1f} {pct:6.2f}%  {name}" for ir, pct, name in self_rows]
         lines.append("-- inclusive cost --")

@@ -118,7 +118,7 @@ test_support::memory_wire serve_and_check(Handler& handler, const setup& s, cons
   wire->max_write = s.max_write;
   wire->max_idle_reads = 64;
   {
-    auto c = std::make_shared<connection>(test_support::memory_socket(io, wire), state);
+    auto c = connection::open(test_support::memory_socket(io, wire), state);
     asio::co_spawn(io, connection::serve(std::move(c), handler), asio::detached);
   }
   io.restart();

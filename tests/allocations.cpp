@@ -101,7 +101,7 @@ class loopback_server {
       if (ec) return;
       asio::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);  // as a worker does
-      auto c = std::make_shared<cluster::detail::connection>(std::move(socket), state_);
+      auto c = cluster::detail::connection::open(std::move(socket), state_);
       asio::co_spawn(io_, cluster::detail::connection::serve(std::move(c), handler), asio::detached);
     });
     thread_ = std::thread([this] {

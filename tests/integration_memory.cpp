@@ -9,6 +9,7 @@
 
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/resource.h>
@@ -28,6 +29,32 @@ constexpr bool glibc_malloc = false;  // ASan's allocator replaces malloc
 #else
 constexpr bool glibc_malloc = true;
 #endif
+
+// Raises this process's descriptor limit to its hard limit (the clients of
+// thousands of connections need it) while in scope.
+class descriptors_raised {
+ public:
+  descriptors_raised() {
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+    REQUIRE_MESSAGE(saved_.rlim_max >= 8000, "the test needs RLIMIT_NOFILE >= 8000 (hard), has " << saved_.rlim_max);
+    rlimit raised{saved_.rlim_max, saved_.rlim_max};
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &raised) == 0);
+  }
+  ~descriptors_raised() { ::setrlimit(RLIMIT_NOFILE, &saved_); }
+  descriptors_raised(const descriptors_raised&) = delete;
+  descriptors_raised& operator=(const descriptors_raised&) = delete;
+
+ private:
+  rlimit saved_{};
+};
+
+// The worker's environment: under ASan, freed memory waits in a quarantine
+// before reuse, which would read as growth, so the worker runs without one.
+std::vector<std::string> worker_environment() {
+  std::vector<std::string> env;
+  if constexpr (!glibc_malloc) env.push_back("ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=0");
+  return env;
+}
 
 // Opens `n` keep-alive connections, each answered once, then closes them all.
 void burst(std::uint16_t port, int n) {
@@ -63,15 +90,8 @@ TEST_SUITE("memory") {
   }
 
   TEST_CASE("the memory of 3,000 closed connections is given back to the kernel and reused by the next burst") {
-    rlimit nofile{};
-    REQUIRE(::getrlimit(RLIMIT_NOFILE, &nofile) == 0);
-    REQUIRE_MESSAGE(nofile.rlim_max >= 8000, "the test needs RLIMIT_NOFILE >= 8000 (hard), has " << nofile.rlim_max);
-    rlimit raised{nofile.rlim_max, nofile.rlim_max};
-    REQUIRE(::setrlimit(RLIMIT_NOFILE, &raised) == 0);
-    // Under ASan, freed memory waits in a quarantine before reuse, which
-    // would read as growth: the worker runs without one.
-    std::vector<std::string> env;
-    if constexpr (!glibc_malloc) env.push_back("ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=0");
+    descriptors_raised raised;
+    std::vector<std::string> env = worker_environment();
     cluster_process c(program::hello, 1, {"--max-connections", "5000", "--idle-timeout", "60000"},
                       env);
     pid_t w = only_worker(c);
@@ -89,10 +109,70 @@ TEST_SUITE("memory") {
                            << after_second << " kB after a second burst closed");
     // The second burst reuses what the first left: no growth per connection.
     CHECK(after_second < after_first + 2048);
-    // malloc_trim hands free pages back; what stays is fragmentation around
-    // Asio's pooled per-descriptor state (about a third is returned here).
-    // ASan's allocator has no malloc_trim to answer to.
-    if constexpr (glibc_malloc) CHECK(after_first < peak * 85 / 100);
-    ::setrlimit(RLIMIT_NOFILE, &nofile);
+    // malloc_trim hands free pages back: the connections lived packed in
+    // chunks and Asio's per-socket records were made ahead in batches, so
+    // what the closed connections freed lies in large runs (most of it goes
+    // back; the records stay for the next burst). ASan's allocator has no
+    // malloc_trim to answer to.
+    if constexpr (glibc_malloc) CHECK(after_first < peak * 40 / 100);
+  }
+
+  TEST_CASE("3,000 idle keep-alive connections park: about a kilobyte each, and every one is answered again") {
+    descriptors_raised raised;
+    std::vector<std::string> env = worker_environment();
+    // A 50 ms heartbeat: connections idle for a tick park within a tenth of
+    // a second instead of a second.
+    cluster_process c(program::hello, 1,
+                      {"--max-connections", "5000", "--idle-timeout", "60000", "--heartbeat-interval", "50"}, env);
+    pid_t w = only_worker(c);
+    long before = status_kib(w, "VmRSS");
+    constexpr int n = 3000;
+    std::vector<std::unique_ptr<http_client>> clients;
+    for (int i = 0; i < n; ++i) {
+      clients.push_back(std::make_unique<http_client>(c.port()));
+      clients.back()->send(get_request());
+    }
+    for (auto& client : clients) REQUIRE(client->read_response().status == 200);
+    long busy = status_kib(w, "VmRSS");
+    auto per_connection = [&] { return (status_kib(w, "VmRSS") - before) * 1024 / n; };
+    // The signal awaited is the memory itself: parked connections give
+    // their buffers back within a few ticks.
+    bool parked = wait_until([&] { return per_connection() <= 1536; }, 5s, 20ms);
+    MESSAGE("worker RSS: " << before << " kB before, " << busy << " kB with 3,000 connections just answered, "
+                           << per_connection() << " bytes per idle connection once parked");
+    if constexpr (glibc_malloc) CHECK(parked);
+    // Parked connections wake for their next request, each still keep-alive.
+    for (auto& client : clients) client->send(get_request());
+    for (auto& client : clients) {
+      auto res = client->read_response();
+      CHECK(res.status == 200);
+      CHECK(res.body == "Hello World\n");
+    }
+  }
+
+  TEST_CASE("a parked connection still closes at its idle timeout, and at once when the worker drains") {
+    cluster_process c(program::hello, 1, {"--idle-timeout", "800", "--heartbeat-interval", "50"});
+    http_client timed(c.port());
+    timed.send(get_request());
+    REQUIRE(timed.read_response().status == 200);
+    auto idle_began = std::chrono::steady_clock::now();
+    // Parked after a tick or two; closed at the first tick after 800 ms.
+    REQUIRE(timed.server_closed(3s));
+    auto idle_for = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - idle_began);
+    MESSAGE("closed after " << idle_for.count() << " ms idle (idle timeout 800 ms, heartbeat 50 ms)");
+    CHECK(idle_for >= 750ms);
+    CHECK(idle_for <= 1500ms);
+
+    http_client drained(c.port());
+    drained.send(get_request());
+    REQUIRE(drained.read_response().status == 200);
+    // Let it park (several ticks), then stop: the drain closes it after the
+    // short grace, not at its idle timeout.
+    std::this_thread::sleep_for(300ms);  // idleness is the condition under test: nothing to await
+    auto stop_began = std::chrono::steady_clock::now();
+    c.signal(SIGTERM);
+    REQUIRE(drained.server_closed(3s));
+    auto closed_after = std::chrono::steady_clock::now() - stop_began;
+    CHECK(closed_after < 700ms);
   }
 }

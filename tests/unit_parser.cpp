@@ -299,6 +299,40 @@ TEST_SUITE("unit") {
     }
   }
 
+  TEST_CASE("Host, Transfer-Encoding and Expect are recognised in any case, at any split") {
+    const std::pair<std::string, int> cases[] = {
+        {"GET / HTTP/1.1\r\nhost: a\r\nHOST: b\r\n\r\n", 400},                                  // two Hosts
+        {"GET / HTTP/1.1\r\nhOsT: a/b\r\n\r\n", 400},                                             // not a host
+        {"GET / HTTP/1.1\r\nHost-Name: a\r\n\r\n", 400},                                          // no Host at all
+        {"POST / HTTP/1.1\r\nHost: a\r\nTRANSFER-encoding: gzip\r\n\r\n", 400},                   // not chunked last
+        {"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+        {"POST / HTTP/1.1\r\nHost: a\r\nEXPECT: x\r\nContent-Length: 1\r\n\r\nx", 417},
+        {"POST / HTTP/1.1\r\nHost: a\r\nExpects: x\r\nContent-Length: 1\r\n\r\nx", 0},        // another field
+    };
+    for (const auto& [in, status] : cases) {
+      for (std::size_t step : {std::size_t{1}, std::size_t{2}, std::size_t{5}, std::size_t{4096}}) {
+        CAPTURE(in);
+        CAPTURE(step);
+        auto o = feed(in, step);
+        CHECK(o.error == status);
+        CHECK(o.requests.size() == (status == 0 ? 1u : 0u));
+      }
+    }
+  }
+
+  TEST_CASE("field names and values split across reads at every byte come out whole") {
+    for (std::size_t step = 1; step <= get.size(); ++step) {
+      CAPTURE(step);
+      auto o = feed(get + get, step);
+      REQUIRE(o.requests.size() == 2);
+      for (const parsed& r : o.requests) {
+        REQUIRE(r.headers.size() == 2);
+        CHECK(r.headers[0] == std::pair<std::string, std::string>{"Host", "example.com"});
+        CHECK(r.headers[1] == std::pair<std::string, std::string>{"X-Custom", "padded value"});
+      }
+    }
+  }
+
   TEST_CASE("HTTP versions other than 1.0 and 1.1 get 505") {
     CHECK(feed("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 4096).error == 505);
     CHECK(feed("GET / HTTP/0.9\r\nHost: a\r\n\r\n", 4096).error == 505);

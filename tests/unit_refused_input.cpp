@@ -51,7 +51,7 @@ outcome serve_bounded(Handler& handler, const cluster::options& opts, std::vecto
   cluster::detail::server_state state(opts);
   auto wire = std::make_shared<memory_wire>();
   wire->input = std::move(input);
-  auto c = std::make_shared<connection>(memory_socket(io, wire), state);
+  auto c = connection::open(memory_socket(io, wire), state);
   asio::co_spawn(io, connection::serve(std::move(c), handler), asio::detached);
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!wire->closed && std::chrono::steady_clock::now() < until && io.run_one_for(std::chrono::milliseconds(100)))

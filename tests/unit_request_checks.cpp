@@ -141,6 +141,27 @@ TEST_SUITE("unit") {
     CHECK_FALSE(cluster::detail::ends_header_section(short_end.data(), short_end.data() + short_end.size()));
   }
 
+  TEST_CASE("checks: a field name is matched case-insensitively against a lower-case name, and only it") {
+    using cluster::detail::is_named;
+    CHECK(is_named("Host", "host"));
+    CHECK(is_named("HOST", "host"));
+    CHECK(is_named("Transfer-Encoding", "transfer-encoding"));
+    CHECK(is_named("tRANSFER-eNCODING", "transfer-encoding"));
+    CHECK_FALSE(is_named("Hosts", "host"));
+    CHECK_FALSE(is_named("Hos", "host"));
+    CHECK_FALSE(is_named("Post", "host"));
+    CHECK_FALSE(is_named("Transfer_Encoding", "transfer-encoding"));  // '_' | 0x20 is DEL, not '-'
+    // CR is the one byte that passes for '-' (0x0d | 0x20 == '-'): llhttp
+    // never lets one into a field name, which is why the shortcut is exact.
+    CHECK(is_named("Transfer\rEncoding", "transfer-encoding"));
+    // Every byte but the letter's two cases misses it.
+    for (int c = 0; c < 256; ++c) {
+      CAPTURE(c);
+      const char ch = static_cast<char>(c);
+      CHECK(is_named(std::string_view(&ch, 1), "x") == (ch == 'x' || ch == 'X'));
+    }
+  }
+
   TEST_CASE("checks: an unknown method token is scanned after empty lines, and limited") {
     using cluster::detail::method_scan;
     std::size_t start = 0, stop = 0;

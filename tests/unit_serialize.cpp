@@ -24,6 +24,19 @@ TEST_SUITE("unit") {
               "Content-Length: 12\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello World\n");
   }
 
+  TEST_CASE("every status from 100 to 999 gets the status line its code and reason phrase make") {
+    for (int status = 100; status <= 999; ++status) {
+      CAPTURE(status);
+      std::string out;
+      cluster::detail::serialize_head(out, status, {}, framing{}, date, 0);
+      std::string line = "HTTP/1.1 " + std::to_string(status) + " " + std::string(cluster::reason_phrase(status)) +
+                         "\r\n";
+      REQUIRE(out.starts_with(line));
+      CHECK(out.substr(line.size()).starts_with(date));
+      CHECK(out.ends_with("\r\n\r\n"));
+    }
+  }
+
   TEST_CASE("HEAD gets the GET's Content-Length but no body") {
     std::string out;
     serialize(out, cluster::response::text("abc"), framing{.head = true}, date);

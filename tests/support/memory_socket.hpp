@@ -145,7 +145,7 @@ memory_wire serve_in_memory(asio::io_context& io, Handler& handler, const cluste
   auto wire = std::make_shared<memory_wire>();
   wire->input = std::move(input);
   wire->max_write = max_write;
-  auto c = std::make_shared<connection>(memory_socket(io, wire), state);
+  auto c = connection::open(memory_socket(io, wire), state);
   asio::co_spawn(io, connection::serve(std::move(c), handler), asio::detached);
   io.restart();
   io.run();

@@ -143,7 +143,7 @@ class admin_server {
       }
       if (backoff.failures() != 0) log_line("master", "admin " + backoff.succeeded());
       using connection_type = basic_connection<std::decay_t<decltype(socket)>>;
-      auto c = std::make_shared<connection_type>(std::move(socket), state);
+      auto c = connection_type::open(std::move(socket), state);
       asio::co_spawn(io_, connection_type::serve(std::move(c), render_), asio::detached);
     }
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cluster/detail/asio.hpp>
+#include <cluster/detail/handler_slot.hpp>
 #include <cluster/detail/server_state.hpp>
 
 #include <algorithm>
@@ -54,6 +55,7 @@ class deadline_watchdog {
           set_deadline(drain_grace());
         else if (waiting_ != waiting_for::request)
           set_deadline(o.idle_timeout);
+        if (waiting_ != waiting_for::request) waiting_since_ = deadline_ - (state_.draining ? drain_grace() : o.idle_timeout);
         break;
       case waiting_for::headers:
         if (waiting_ != waiting_for::headers) {
@@ -81,6 +83,11 @@ class deadline_watchdog {
   /// What the connection waits for now.
   waiting_for waiting() const noexcept { return waiting_; }
 
+  /// When the connection began to wait for its next request (meaningful
+  /// while waiting() is request): how long a keep-alive connection has been
+  /// idle.
+  clock::time_point waiting_since() const noexcept { return waiting_since_; }
+
   /// When the request being received began to arrive (its first read, when
   /// it took several): what a refusal's duration is counted from.
   clock::time_point request_began() const noexcept { return request_began_; }
@@ -103,6 +110,28 @@ class deadline_watchdog {
   /// Stops the timer for good (the connection closes).
   void stop() noexcept { timer_.cancel(); }
 
+  /// The connection parks: the timer stops (a pending wait would hold heap
+  /// memory for every idle connection), and the deadline is checked by
+  /// expire_if_due() at the owner's ticks instead. The next wait_for() or
+  /// drain() arms the timer again.
+  void suspend() noexcept {
+    timer_.cancel();
+    armed_ = clock::time_point::max();
+  }
+
+  /// For a suspended watchdog: when the deadline has passed by `now`,
+  /// cancels the socket's operations as the timer would have; true if so.
+  bool expire_if_due(clock::time_point now) noexcept {
+    if (now < deadline_ || armed_ != clock::time_point::max()) return false;
+    expired_ = true;
+    asio::error_code ignored;
+    socket_.cancel(ignored);
+    return true;
+  }
+
+  /// The current deadline (max while the handler runs).
+  clock::time_point deadline() const noexcept { return deadline_; }
+
  private:
   // How long a draining connection waits for a next request before closing.
   std::chrono::milliseconds drain_grace() const {
@@ -120,7 +149,12 @@ class deadline_watchdog {
   void arm(clock::time_point at) {
     armed_ = at;
     timer_.expires_at(at);
-    timer_.async_wait([this, keep = owner_.shared_from_this()](const asio::error_code& ec) { on_timer(ec); });
+    // The wait's operation lives in this object, not in the heap, where
+    // thousands of them would sit between busy connections' short-lived
+    // buffers and keep those pages from going back (handler_slot.hpp).
+    timer_.async_wait(in_slot(slot_, [this, keep = owner_.shared_from_this()](const asio::error_code& ec) {
+      on_timer(ec);
+    }));
   }
 
   void on_timer(const asio::error_code& ec) {
@@ -141,9 +175,11 @@ class deadline_watchdog {
   const server_state& state_;
   Owner& owner_;
   asio::steady_timer timer_;
+  handler_slot<136> slot_;  // the pending wait's operation (see arm())
   clock::time_point deadline_ = clock::time_point::max();
   clock::time_point armed_ = clock::time_point::max();
   clock::time_point request_began_{};
+  clock::time_point waiting_since_{};  // see waiting_since()
   waiting_for waiting_ = waiting_for::handler;  // until the connection first reads: no deadline
   bool expired_ = false;
 };

@@ -33,22 +33,28 @@ enum class message_stage : std::uint8_t {
 /// and its body pieces one by one.
 enum class pause_reason : std::uint8_t { none, head, body };
 
+/// Which part of a field line llhttp is delivering: a name or a value may
+/// come in several pieces (split across reads; a value also after an
+/// obs-fold gap), so the next piece either continues the part or starts one.
+enum class field_part : std::uint8_t {
+  none,   ///< between field lines
+  name,   ///< the field name has begun
+  value,  ///< the value has begun (the name is complete)
+};
+
 /// Everything that describes the message in progress but its storage (which
 /// keeps its capacity from one message to the next).
 struct message_state {
-  enum class field_kind : std::uint8_t { other, host, transfer_encoding, expect };
-
   message_stage stage = message_stage::request_line;
-  field_kind field = field_kind::other;  ///< of the field line being parsed
+  field_part part = field_part::none;  ///< of the field line being parsed
   expectation expect = expectation::none;
   transfer_codings codings;
-  bool in_field = false;        ///< inside a field name llhttp delivers in pieces
   bool unknown_method = false;  ///< parsed as GET, answered 501 (request_parser)
   bool skip_body = false;       ///< streaming: the handler is done with the body
   bool continue_due = false;    ///< the client waits for "100 Continue"
   int host_count = 0;
   int error_status = 0;  ///< why the message is refused
-  std::size_t name_len = 0;
+  std::size_t name_len = 0;  ///< of the field line being parsed
   std::size_t target_off = 0, target_len = 0;  ///< from the message's start
   std::size_t method_off = 0, method_len = 0;  ///< an unknown method's token
   std::size_t trailer_bytes = 0, trailer_fields = 0;
@@ -70,7 +76,9 @@ class message_builder {
   message_builder(const message_builder&) = delete;
   message_builder& operator=(const message_builder&) = delete;
 
-  /// The callbacks, for llhttp_init.
+  /// The callbacks, for llhttp_init. Two per field line plus one at its end
+  /// (on_header_field_complete stays null: llhttp skips a null callback, and
+  /// the name is judged with its value).
   static const llhttp_settings_t& settings() {
     static const llhttp_settings_t s = [] {
       llhttp_settings_t st;
@@ -78,7 +86,6 @@ class message_builder {
       st.on_url = [](llhttp_t* p, const char* at, std::size_t n) { return self(p).on_url(at, n); };
       st.on_version_complete = [](llhttp_t* p) { return self(p).on_version_complete(); };
       st.on_header_field = [](llhttp_t* p, const char* at, std::size_t n) { return self(p).on_field(at, n); };
-      st.on_header_field_complete = [](llhttp_t* p) { return self(p).on_field_complete(); };
       st.on_header_value = [](llhttp_t* p, const char* at, std::size_t n) { return self(p).on_value(at, n); };
       st.on_header_value_complete = [](llhttp_t* p) { return self(p).on_value_complete(); };
       st.on_headers_complete = [](llhttp_t* p) { return self(p).on_headers_complete(); };
@@ -142,19 +149,23 @@ class message_builder {
   }
 
   /// End of the header block, from the message's start: everything a
-  /// request's views can point at lies before it.
+  /// request's views can point at lies before it. Field lines come in
+  /// order, after the request line, so the last one ends it.
   std::size_t header_end() const noexcept {
     std::size_t last = msg_.target_off + msg_.target_len;
     if (msg_.unknown_method) last = std::max(last, msg_.method_off + msg_.method_len);
-    for (const span& s : spans_) last = std::max({last, s.name_off + s.name_len, s.value_off + s.value_len});
-    return last;
+    if (spans_.empty()) return last;
+    const span& s = spans_.back();
+    return std::max({last, s.name_off + s.name_len, s.value_off + s.value_len});
   }
 
   /// Points the request at the message's pieces.
   void build_request() {
-    fields_.clear();
-    for (const span& s : spans_)
-      fields_.push_back({{base_ + s.name_off, s.name_len}, {base_ + s.value_off, s.value_len}});
+    // Sized once (within the capacity kept from earlier messages), then
+    // filled: no capacity check per field.
+    fields_.resize(spans_.size());
+    header_field* f = fields_.data();
+    for (const span& s : spans_) *f++ = {{base_ + s.name_off, s.name_len}, {base_ + s.value_off, s.value_len}};
     if (msg_.unknown_method)
       request_.method_ = {base_ + msg_.method_off, msg_.method_len};
     else
@@ -165,7 +176,11 @@ class message_builder {
     request_.body_store_ = &body_;
     request_.major_ = http_.http_major;
     request_.minor_ = http_.http_minor;
-    request_.keep_alive_ = llhttp_should_keep_alive(&http_) != 0;
+    // llhttp_should_keep_alive() for a request (whose length never depends
+    // on the connection's end): HTTP/1.1 unless "Connection: close", HTTP/1.0
+    // only with "Connection: keep-alive"; inline, as it is asked every time.
+    request_.keep_alive_ = http_.http_minor >= 1 ? (http_.flags & F_CONNECTION_CLOSE) == 0
+                                                 : (http_.flags & F_CONNECTION_KEEP_ALIVE) != 0;
     request_.source_ = nullptr;
     request_.body_read_ = false;
     request_.route_.reset();
@@ -177,7 +192,7 @@ class message_builder {
   struct span {
     std::size_t name_off, name_len, value_off, value_len;
   };
-  using field_kind = message_state::field_kind;
+  enum class field_kind : std::uint8_t { other, host, transfer_encoding, expect };
   // The most body storage kept for the next request: a normal body's, not a
   // huge one's.
   static constexpr std::size_t kept_body_capacity = 64 * 1024;
@@ -217,42 +232,33 @@ class message_builder {
   }
 
   int on_field(const char* at, std::size_t n) {
-    msg_.name_len += n;
-    if (in_trailer()) {
-      msg_.in_field = true;
-      return on_trailer_bytes(n);
+    if (msg_.part == field_part::name) {  // the rest of a name split across reads
+      msg_.name_len += n;
+      if (!in_trailer()) spans_.back().name_len += n;
+      return in_trailer() ? on_trailer_bytes(n) : 0;
     }
-    if (!msg_.in_field) {
-      if (spans_.size() == limits_.max_headers) return refuse(431);
-      // The line before this field (the request line or a field line) ends
-      // in CRLF (RFC 9112 §2.2).
-      if (!follows_crlf(base_, offset(at))) return refuse(400);
-      spans_.push_back({offset(at), 0, 0, 0});
-      msg_.in_field = true;
-    }
-    spans_.back().name_len += n;
+    msg_.part = field_part::name;
+    msg_.name_len = n;
+    if (in_trailer()) return on_trailer_bytes(n);
+    if (spans_.size() == limits_.max_headers) return refuse(431);
+    // The line before this field (the request line or a field line) ends
+    // in CRLF (RFC 9112 §2.2).
+    if (!follows_crlf(base_, offset(at))) return refuse(400);
+    spans_.push_back({offset(at), n, 0, 0});
     return 0;
   }
 
-  int on_field_complete() noexcept {
+  // The first piece of a value (possibly empty) completes its name.
+  int begin_value() noexcept {
     // An empty field name (": value") is no token (RFC 9110 §5.1).
-    if (!msg_.in_field || msg_.name_len == 0) return refuse(400);
-    msg_.in_field = false;
-    msg_.name_len = 0;
-    if (in_trailer()) return ++msg_.trailer_fields > limits_.max_headers ? refuse(431) : 0;
-    const span& s = spans_.back();
-    std::string_view name(base_ + s.name_off, s.name_len);
-    msg_.field = field_kind::other;
-    if (iequals(name, "host"))
-      msg_.field = field_kind::host, ++msg_.host_count;
-    else if (iequals(name, "transfer-encoding"))
-      msg_.field = field_kind::transfer_encoding;
-    else if (iequals(name, "expect"))
-      msg_.field = field_kind::expect;
+    if (msg_.part != field_part::name || msg_.name_len == 0) return refuse(400);
+    msg_.part = field_part::value;
     return 0;
   }
 
   int on_value(const char* at, std::size_t n) noexcept {
+    bool first = msg_.part != field_part::value;
+    if (first && begin_value() != 0) return -1;
     if (in_trailer()) return on_trailer_bytes(n);
     // An empty value (RFC 9110 §5.5 allows one) comes as an empty span that
     // points past the line's end: nothing to record or check.
@@ -263,11 +269,11 @@ class message_builder {
     // that starts with SP or HT), and we do. llhttp 8.1 accepts it (bare CR
     // and LF it refuses itself): the continuation comes as a further span
     // after a gap, or, when the first line is empty, as the only span, which
-    // then follows a line break instead of its field's colon.
+    // then follows a line break instead of its field's colon. The colon is
+    // where the name ended (strict llhttp allows no space before it).
     if (s.value_len == 0) {
-      std::size_t i = off;
-      while (i > 0 && (base_[i - 1] == ' ' || base_[i - 1] == '\t')) --i;
-      if (i == 0 || base_[i - 1] != ':') return refuse(400);
+      for (std::size_t i = s.name_off + s.name_len + 1; i < off; ++i)
+        if (base_[i] != ' ' && base_[i] != '\t') return refuse(400);
       s.value_off = off;
     } else if (s.value_off + s.value_len != off) {
       return refuse(400);
@@ -277,14 +283,20 @@ class message_builder {
   }
 
   int on_value_complete() noexcept {
-    if (in_trailer()) return 0;  // trailer fields are never merged into the header section (RFC 9110 §6.5.1)
+    // llhttp reports even an empty value as a span; should one ever be
+    // skipped, the name is still judged here.
+    if (msg_.part == field_part::name && begin_value() != 0) return -1;
+    msg_.part = field_part::none;
+    // Trailer fields are never merged into the header section (RFC 9110 §6.5.1).
+    if (in_trailer()) return ++msg_.trailer_fields > limits_.max_headers ? refuse(431) : 0;
     span& s = spans_.back();
     std::string_view v(base_ + s.value_off, s.value_len);
     while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
     s.value_len = v.size();
     if (s.value_off + s.value_len > limits_.max_header_bytes) return refuse(431);
-    switch (msg_.field) {
+    switch (special_field(std::string_view(base_ + s.name_off, s.name_len))) {
       case field_kind::host:
+        ++msg_.host_count;
         if (!valid_host(v)) return refuse(400);
         break;
       case field_kind::transfer_encoding: msg_.codings.add(v); break;
@@ -292,6 +304,17 @@ class message_builder {
       case field_kind::other: break;
     }
     return 0;
+  }
+
+  // The fields the server itself acts on; the length decides before any
+  // byte is compared, so most names cost one switch.
+  static field_kind special_field(std::string_view name) noexcept {
+    switch (name.size()) {
+      case 4: return is_named(name, "host") ? field_kind::host : field_kind::other;
+      case 6: return is_named(name, "expect") ? field_kind::expect : field_kind::other;
+      case 17: return is_named(name, "transfer-encoding") ? field_kind::transfer_encoding : field_kind::other;
+      default: return field_kind::other;
+    }
   }
 
   int on_trailer_bytes(std::size_t n) noexcept {

@@ -130,6 +130,18 @@ inline expectation add_expectation(expectation e, std::string_view v) noexcept {
   return expectation::hundred_continue;
 }
 
+/// True when the field name `name` is `lower` (lower-case letters and '-'
+/// only), compared case-insensitively. Setting bit 0x20 lowers a letter and
+/// leaves '-'; no other byte becomes a lower-case letter or '-' that way
+/// but CR, which a name never holds: exact, and without iequals' two-sided
+/// case folding.
+inline bool is_named(std::string_view name, std::string_view lower) noexcept {
+  if (name.size() != lower.size()) return false;
+  for (std::size_t i = 0; i < name.size(); ++i)
+    if ((name[i] | 0x20) != lower[i]) return false;
+  return true;
+}
+
 /// True when the two bytes before `at` (the start of a field line) are CRLF
 /// (RFC 9112 §2.2: llhttp takes a bare LF after the request line).
 inline bool follows_crlf(const char* base, std::size_t at) noexcept {

@@ -3,6 +3,7 @@
 // and the pieces of a streamed (chunked) body.
 #pragma once
 
+#include <cluster/detail/status_line.hpp>
 #include <cluster/response.hpp>
 
 #include <charconv>
@@ -68,35 +69,47 @@ inline void serialize_head(std::string& out, int status, const response_headers&
   constexpr std::string_view keep_alive_line = "Connection: keep-alive\r\n";
   constexpr std::string_view length_name = "Content-Length: ";
   constexpr std::string_view chunked_line = "Transfer-Encoding: chunked\r\n";
-  const std::string_view reason = reason_phrase(status);
+  constexpr std::size_t number_room = 24;  // "HTTP/1.1 " and a status, or a length, and their CRLF
+  // Precomputed for every status with a reason phrase.
+  const std::string_view line = status_line(status);
+  // Both questions are answered from the marks response_headers keeps as
+  // fields are set: no scan of the handler's fields.
   const bool own_date = !headers.contains("Date");
   // The server decides persistence; a handler's Connection field only asks
   // for close, which `f.close` already reflects, so it is left out.
   const bool filter = headers.contains("Connection");
   const std::string_view fields = filter ? std::string_view{} : headers.view();
+  const bool framed = status_has_body(status);
 
-  // One resize to an upper bound, then plain copies: no per-piece growth
-  // checks or strlen.
+  // One resize to a tight upper bound, then plain copies: no per-piece
+  // growth checks or strlen.
   const std::size_t at = out.size();
-  out.resize(at + 36 + reason.size() + date.size() + length_name.size() + 24 + chunked_line.size() +
-             keep_alive_line.size() + fields.size() + 2);
+  std::size_t bound = (line.empty() ? number_room + reason_phrase(status).size() : line.size()) + fields.size() + 2;
+  if (own_date) bound += date.size();
+  if (framed) bound += f.body == body_framing::length ? length_name.size() + number_room : chunked_line.size();
+  if (f.close || f.keep_alive_10) bound += keep_alive_line.size();
+  out.resize(at + bound);
   char* p = out.data() + at;
   auto put = [&p](std::string_view s) {
     if (s.empty()) return;  // a null data() must not reach memcpy
     std::memcpy(p, s.data(), s.size());
     p += s.size();
   };
-  put("HTTP/1.1 ");
-  p = std::to_chars(p, p + 24, status).ptr;
-  *p++ = ' ';
-  put(reason);
-  put("\r\n");
+  if (!line.empty()) {
+    put(line);
+  } else {  // a status without a reason phrase of its own
+    put("HTTP/1.1 ");
+    p = std::to_chars(p, p + number_room, status).ptr;
+    *p++ = ' ';
+    put(reason_phrase(status));
+    put("\r\n");
+  }
   if (own_date) put(date);
-  if (status_has_body(status)) {
+  if (framed) {
     // A HEAD response states the framing the GET would have (RFC 9110 §9.3.2).
     if (f.body == body_framing::length) {
       put(length_name);
-      p = std::to_chars(p, p + 20, content_length).ptr;
+      p = std::to_chars(p, p + number_room, content_length).ptr;
       put("\r\n");
     } else if (f.body == body_framing::chunked) {
       put(chunked_line);

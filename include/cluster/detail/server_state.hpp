@@ -4,6 +4,7 @@
 // interface through which the server's owner hears of them.
 #pragma once
 
+#include <cluster/detail/block_pool.hpp>
 #include <cluster/detail/date_cache.hpp>
 #include <cluster/detail/shared_region.hpp>
 #include <cluster/options.hpp>
@@ -37,6 +38,12 @@ class open_connection {
   virtual void drain() = 0;
   /// The socket's descriptor (a forked child closes inherited ones).
   virtual int native_handle() noexcept = 0;
+  /// The owner's periodic check, at `now`: a connection that has waited for
+  /// its next request since before `idle_before` gives back the memory it
+  /// needs only while it works on requests (true when it does); one that
+  /// did and whose idle deadline has passed closes.
+  virtual bool check_idle(std::chrono::steady_clock::time_point now,
+                          std::chrono::steady_clock::time_point idle_before) noexcept = 0;
 
  protected:
   ~open_connection() = default;
@@ -87,6 +94,9 @@ class connection_registry {
   struct sentinel final : open_connection {
     void drain() override {}
     int native_handle() noexcept override { return -1; }
+    bool check_idle(std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point) noexcept override {
+      return false;
+    }
   };
   sentinel sentinel_;
   std::size_t size_ = 0;
@@ -101,6 +111,9 @@ struct server_state {
 
   const options& opts;
   date_cache dates;
+  /// Where the connections themselves live (see block_pool.hpp); declared
+  /// before the registry, so that it outlives it.
+  block_pool connection_memory;
   connection_registry connections;
   bool draining = false;  ///< finish what is in flight, then close
   /// The service is leaving its balancer (SIGTERM with drain_delay): serve on,

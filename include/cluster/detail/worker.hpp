@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <malloc.h>
 #include <sys/signalfd.h>
@@ -111,12 +112,36 @@ class Worker final : private control, private connection_events {
   }
 
   void serve(asio::ip::tcp::socket socket) {
+    reserve_socket_records();
     asio::error_code ignored;
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    auto c = std::make_shared<connection>(std::move(socket), state_);
+    auto c = connection::open(std::move(socket), state_);
     asio::co_spawn(io_, connection::serve(std::move(c), handler_), asio::detached);
     peak_open_ = std::max(peak_open_, state_.connections.size());
   }
+
+  // Asio keeps a record per registered socket (about 170 bytes) and never
+  // frees it: a closed socket's record waits in a free list for the next
+  // socket. Made one at a time, the records sit between the buffers and
+  // coroutine frames of the connections of their day, and once those are
+  // freed (idle connections park, connections close) the records keep the
+  // pages around them from going back to the kernel. So make them ahead, in
+  // batches of a quarter more (a few system calls per connection, only when
+  // the number open reaches a new peak), next to each other.
+  void reserve_socket_records() {
+    if (state_.connections.size() + 1 < socket_records_) return;
+    std::size_t batch = std::max<std::size_t>(64, socket_records_ / 4);
+    std::vector<asio::ip::tcp::socket> sockets;
+    sockets.reserve(batch);
+    for (std::size_t i = 0; i < batch; ++i) {
+      asio::ip::tcp::socket s(io_);
+      asio::error_code ec;
+      s.open(asio::ip::tcp::v4(), ec);
+      if (ec) break;  // out of descriptors: fewer records now, more at the next peak
+      sockets.push_back(std::move(s));
+    }
+    socket_records_ += sockets.size();
+  }  // the sockets close here: their records wait in Asio's free list
 
   // The event loop's heartbeat: if a handler blocks the loop, the ticks stop
   // and the master notices; how late each tick runs is the loop's lag.
@@ -138,6 +163,23 @@ class Worker final : private control, private connection_events {
 
   void tick() noexcept {
     if (state_.cell) state_.cell->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+    release_idle_sessions();
+  }
+
+  // Keep-alive connections idle for a whole heartbeat interval give back
+  // their buffers and coroutine (basic_connection::check_idle); once
+  // many did, the next tick (by when they have parked) hands the freed
+  // pages back to the kernel, as give_memory_back() does after closes.
+  void release_idle_sessions() noexcept {
+    if (released_since_trim_ >= trim_after_connections) {
+      ::malloc_trim(0);
+      released_since_trim_ = 0;
+    }
+    auto now = clock::now();
+    auto idle_before = now - opts_.heartbeat_interval;
+    state_.connections.for_each([&](open_connection& c) {
+      if (c.check_idle(now, idle_before)) ++released_since_trim_;
+    });
   }
 
   asio::awaitable<void> read_channel() {
@@ -246,6 +288,8 @@ class Worker final : private control, private connection_events {
   // Connections open at once that make a later drop worth a malloc_trim.
   static constexpr std::size_t trim_after_connections = 256;
   std::size_t peak_open_ = 0;  // since the last trim
+  std::size_t released_since_trim_ = 0;  // connections parked since the last trim
+  std::size_t socket_records_ = 0;       // made by reserve_socket_records()
   asio::steady_timer gate_;  // the accept loop waits on it: at the connection limit, or pausing
   accept_backoff accept_backoff_;
   asio::steady_timer heartbeat_;
