@@ -1963,10 +1963,17 @@ def worker_rss(server):
     return rss, pss
 
 
-def settle_rss(server, seconds):
-    """Worker RSS once it stops changing (two equal samples 0.2 s apart), at
-    most `seconds` later."""
+# A server's own housekeeping of idle connections comes first: cluster parks
+# a connection idle for a heartbeat interval (0.5 s), and trims its heap.
+IDLE_SETTLE_S = 1.5
+
+
+def settle_rss(server, seconds, at_least=0.0):
+    """Worker RSS once it stops changing (two equal samples 0.2 s apart),
+    no sooner than `at_least` and at most `seconds` from now."""
     deadline = time.monotonic() + seconds
+    if at_least:
+        time.sleep(at_least)
     last = worker_rss(server)
     while time.monotonic() < deadline:
         time.sleep(0.2)
@@ -2004,10 +2011,10 @@ def section_idle(args, prof, paths, work, results):
                 t0 = time.perf_counter()
                 clients.open()
                 opened_s = time.perf_counter() - t0
-                held = settle_rss(s, 2.0)
+                held = settle_rss(s, IDLE_SETTLE_S + 2.0, IDLE_SETTLE_S)
                 still = clients.still_open()
                 clients.close()
-                after = settle_rss(s, prof["idle_close_wait"])
+                after = settle_rss(s, IDLE_SETTLE_S + prof["idle_close_wait"], IDLE_SETTLE_S)
             finally:
                 clients.close()
                 s.stop()
