@@ -5,6 +5,7 @@
 
 #include "support/cluster_process.hpp"
 #include "support/http_client.hpp"
+#include "support/proc.hpp"
 #include "support/process.hpp"
 
 #include <algorithm>
@@ -295,6 +296,25 @@ TEST_SUITE("integration") {
     CHECK(exit_code(status) == 0);
     const auto left = 5s - std::chrono::duration_cast<std::chrono::milliseconds>(test_clock::now() - start);
     CHECK(wait_until([&] { return std::ranges::none_of(workers, process_alive); }, std::max(left, 0ms)));
+  }
+
+  TEST_CASE("each process runs on an io_uring ring of its own: a worker sheds the master's (io_uring builds; none with epoll)") {
+    cluster_process cluster(program::hello);
+    std::vector<pid_t> workers;
+    REQUIRE(wait_until([&] { return (workers = cluster.worker_pids()).size() == 2; }, 5s));
+#if defined(ASIO_HAS_IO_URING)
+    const std::pair<std::size_t, std::size_t> one_ring{1, 1};
+#else
+    const std::pair<std::size_t, std::size_t> one_ring{0, 0};
+#endif
+    CHECK(io_uring_rings(cluster.pid()) == one_ring);
+    for (pid_t w : workers) CHECK_MESSAGE(io_uring_rings(w) == one_ring, "worker " << w);
+    // And serve on them: four connections, spread over the two workers.
+    for (int i = 0; i < 4; ++i) {
+      http_client client(cluster.port());
+      client.send(get_request("/"));
+      CHECK(client.read_response().status == 200);
+    }
   }
 
   TEST_CASE("an out-of-range --workers is refused with exit code 2 before any fork") {

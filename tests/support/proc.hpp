@@ -11,14 +11,17 @@
 #include <cstdint>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <dirent.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 namespace test_support {
 
@@ -96,6 +99,32 @@ inline std::size_t count_fds(pid_t pid) {
     ::closedir(d);
   }
   return n;
+}
+
+/// The io_uring rings `pid` can reach: (descriptors, distinct rings mapped),
+/// from /proc/PID/fd links and /proc/PID/maps paths "anon_inode:[io_uring]".
+inline std::pair<std::size_t, std::size_t> io_uring_rings(pid_t pid) {
+  constexpr std::string_view ring = "anon_inode:[io_uring]";
+  const std::string dir = "/proc/" + std::to_string(pid);
+  std::size_t fds = 0;
+  if (DIR* d = ::opendir((dir + "/fd").c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      char target[64];
+      ssize_t n = ::readlink((dir + "/fd/" + e->d_name).c_str(), target, sizeof target);
+      if (n > 0 && std::string_view(target, static_cast<std::size_t>(n)) == ring) ++fds;
+    }
+    ::closedir(d);
+  }
+  std::set<std::string> inodes;  // one ring is two or three mappings of one inode
+  std::ifstream maps(dir + "/maps");
+  for (std::string line; std::getline(maps, line);) {
+    if (!line.ends_with(ring)) continue;
+    std::istringstream fields(line);
+    std::string range, perms, offset, device, inode;
+    fields >> range >> perms >> offset >> device >> inode;
+    inodes.insert(inode);
+  }
+  return {fds, inodes.size()};
 }
 
 /// Every live (not zombie) process for which `keep(status)` holds.

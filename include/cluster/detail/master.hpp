@@ -13,6 +13,7 @@
 #include <cluster/detail/control.hpp>
 #include <cluster/detail/cpu_affinity.hpp>
 #include <cluster/detail/descriptor_limit.hpp>
+#include <cluster/detail/inherited_rings.hpp>
 #include <cluster/detail/listener.hpp>
 #include <cluster/detail/log.hpp>
 #include <cluster/detail/process.hpp>
@@ -208,6 +209,7 @@ class Cluster final {
     try {
       supervisor_.close_in_child(setup.slot);
       ::close(signals_.native_handle());
+      drop_inherited_rings();  // io_uring builds: the master's ring is not ours
       if (admin_) admin_->close_descriptors_in_child();
       role_scope no_role({});  // until the worker takes its own
       // Before the parent-death signal: a change of credentials clears it.
