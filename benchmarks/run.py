@@ -740,8 +740,9 @@ def callgrind_dump(pid, cgdir):
 def callgrind_server(args, kind, paths, work, sizes_ka, sizes_pipe, path="/"):
     """Instructions per request in the worker of `kind`, asked for `path`;
     a mode whose sizes are None is skipped."""
-    cgdir = work / f"callgrind-{kind}"
-    cgdir.mkdir(mode=0o777)
+    # A directory of its own per call: the counts and routing sections both
+    # profile hello in one run.
+    cgdir = Path(tempfile.mkdtemp(prefix=f"callgrind-{kind}-", dir=work))
     cgdir.chmod(0o777)
     wrap = nice_wrap(args) + pin(ALL_CPUS) + ["valgrind", "--tool=callgrind", "--trace-children=yes",
                                               f"--callgrind-out-file={cgdir}/cg.%p", "--vgdb=yes"]
