@@ -161,6 +161,17 @@ class response_writer final : public stream_sink {
   /// reports an error.
   bool write_now() {
     asio::error_code ec;
+    if (queued_ == 0) {
+      // The usual batch: heads and small bodies, all in out_. One buffer,
+      // without gathering (which costs about 150 instructions a call).
+      std::size_t n = socket_.write_some(asio::buffer(out_.data() + written_, out_.size() - written_), ec);
+      if (ec) return false;
+      state_.count_bytes(&worker_cell::bytes_out, n);
+      written_ += n;
+      if (written_ < out_.size()) return false;
+      reset_batch();
+      return true;
+    }
     if (written_ < memory_bytes()) {
       batch_buffers buffers;
       // No MSG_MORE before a file: tried, it made 1 MiB files cost more CPU
