@@ -175,4 +175,28 @@ TEST_SUITE("memory") {
     auto closed_after = std::chrono::steady_clock::now() - stop_began;
     CHECK(closed_after < 700ms);
   }
+
+  TEST_CASE("a parked connection woken by hostile input: a trickled header block gets 408, a half-close just closes") {
+    cluster_process c(program::hello, 1,
+                      {"--idle-timeout", "60000", "--header-timeout", "400", "--heartbeat-interval", "50"});
+    http_client slow(c.port());
+    http_client quitter(c.port());
+    for (http_client* client : {&slow, &quitter}) {
+      client->send(get_request());
+      REQUIRE(client->read_response().status == 200);
+    }
+    std::this_thread::sleep_for(300ms);  // idle for several ticks: both park (idleness is the condition)
+    // Woken by one byte of a request that never completes: the header
+    // deadline runs from that byte, as for a connection that never parked.
+    slow.send("G");
+    auto res = slow.read_response(3s);
+    CHECK(res.status == 408);
+    CHECK(slow.server_closed(3s));
+    // Woken by end of file: the worker closes its side, and serves on.
+    quitter.shutdown_write();
+    CHECK(quitter.server_closed(3s));
+    http_client after(c.port());
+    after.send(get_request());
+    CHECK(after.read_response().status == 200);
+  }
 }
