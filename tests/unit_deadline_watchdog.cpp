@@ -27,9 +27,9 @@ struct rig {
     opts.idle_timeout = idle_timeout;
   }
   std::shared_ptr<owner> connection() { return std::make_shared<owner>(io, state); }
-  asio::io_context io{1};
   cluster::options opts;
   cluster::detail::server_state state{opts};
+  asio::io_context io{1};  // last: pending waits hold connections that refer to the state
 };
 
 }  // namespace

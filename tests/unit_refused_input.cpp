@@ -47,8 +47,11 @@ struct outcome {
 template <class Handler>
 outcome serve_bounded(Handler& handler, const cluster::options& opts, std::vector<std::string> input) {
   using connection = cluster::detail::basic_connection<memory_socket>;
-  asio::io_context io(1);
+  // The state outlives the loop: stopped with the connection still pending
+  // (a hang), destroying the loop destroys the connection, which tells its
+  // state.
   cluster::detail::server_state state(opts);
+  asio::io_context io(1);
   auto wire = std::make_shared<memory_wire>();
   wire->input = std::move(input);
   auto c = connection::open(memory_socket(io, wire), state);
