@@ -12,7 +12,7 @@ struct fake_connection final : cluster::detail::open_connection {
   explicit fake_connection(int fd) : fd(fd) {}
   void drain() override { ++drains; }
   int native_handle() noexcept override { return fd; }
-  bool check_idle(std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point) noexcept override {
+  bool check_idle(std::chrono::steady_clock::time_point) noexcept override {
     return false;
   }
   int fd;

@@ -91,22 +91,17 @@ class basic_connection final : public open_connection,
 
   /// Parks the connection if it has waited for its next request since
   /// before `idle_before`: its session (parser, input buffer, output
-  /// buffer) is freed, its coroutine ends and its timer stops, leaving a few
-  /// hundred bytes and one wait for readability (nginx frees an idle
-  /// keep-alive connection's buffers too). Parking happens only after
-  /// idleness spanning a tick of the owner, so a connection in use keeps
-  /// its buffers and allocates nothing per request. A parked connection's
-  /// idle deadline is checked here, at `now`: it closes at the first tick
-  /// after it (one that could pass unnoticed for longer does not park).
-  bool check_idle(clock::time_point now, clock::time_point idle_before) noexcept override {
+  /// buffer) is freed and its coroutine ends, leaving a few hundred bytes, a
+  /// wait for readability and its timer, both of whose operations live in
+  /// the connection (nginx frees an idle keep-alive connection's buffers
+  /// too). Parking happens only after idleness spanning a tick of the owner,
+  /// so a connection in use keeps its buffers and allocates nothing per
+  /// request. The timer keeps the idle deadline (and a drain's grace) as for
+  /// any connection: it cancels the wait, and wake() closes.
+  bool check_idle(clock::time_point idle_before) noexcept override {
     if constexpr (parkable) {
-      if (parked_) {
-        watchdog_.expire_if_due(now);  // cancels the wait: wake() closes
-        return false;
-      }
       if (!session_ || park_due_ || watchdog_.waiting() != waiting_for::request ||
-          watchdog_.waiting_since() >= idle_before || watchdog_.deadline() <= now + (now - idle_before) ||
-          !session_->parser.idle() || !session_->writer.empty())
+          watchdog_.waiting_since() >= idle_before || !session_->parser.idle() || !session_->writer.empty())
         return false;
       // The coroutine waits in a read (waiting for a request is the last
       // thing it does before reading): cancel it, and run() parks.
@@ -115,7 +110,6 @@ class basic_connection final : public open_connection,
       socket_.cancel(ignored);
       return true;
     } else {
-      (void)now;
       (void)idle_before;
       return false;
     }
@@ -158,10 +152,9 @@ class basic_connection final : public open_connection,
       parser.set_streaming(stream_handler<Handler>);
   }
 
-  // The session is given back, the coroutine has ended and the timer
-  // stopped: from now on the connection is its socket and a wait for the
-  // next bytes. The idle deadline is checked by check_idle(); a drain arms
-  // the timer again; both cancel the wait, and wake() closes.
+  // The session is given back and the coroutine has ended: from now on the
+  // connection is its socket, its timer (the idle deadline, or a drain's
+  // grace) and a wait for the next bytes.
   template <class Handler>
   void park(std::shared_ptr<basic_connection> self, Handler& handler) {
     if constexpr (parkable) {
@@ -182,7 +175,6 @@ class basic_connection final : public open_connection,
 
   template <class Handler>
   void wake(std::shared_ptr<basic_connection> self, Handler& handler, const asio::error_code& ec) {
-    parked_ = false;
     // Cancelled: the idle deadline passed or the server drains; as for an
     // idle connection that was not parked, it closes without an answer.
     if (ec || !socket_.is_open()) {
@@ -462,7 +454,6 @@ class basic_connection final : public open_connection,
   bool head_answered_ = false;  // streaming: the current message was answered at its head
   bool eof_ = false;            // the client has half-closed
   bool park_due_ = false;       // check_idle() cancelled the read for a request
-  bool parked_ = false;         // between park() and wake()
 };
 
 /// A worker's connection: TCP.

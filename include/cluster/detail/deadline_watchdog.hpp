@@ -110,28 +110,6 @@ class deadline_watchdog {
   /// Stops the timer for good (the connection closes).
   void stop() noexcept { timer_.cancel(); }
 
-  /// The connection parks: the timer stops (a pending wait would hold heap
-  /// memory for every idle connection), and the deadline is checked by
-  /// expire_if_due() at the owner's ticks instead. The next wait_for() or
-  /// drain() arms the timer again.
-  void suspend() noexcept {
-    timer_.cancel();
-    armed_ = clock::time_point::max();
-  }
-
-  /// For a suspended watchdog: when the deadline has passed by `now`,
-  /// cancels the socket's operations as the timer would have; true if so.
-  bool expire_if_due(clock::time_point now) noexcept {
-    if (now < deadline_ || armed_ != clock::time_point::max()) return false;
-    expired_ = true;
-    asio::error_code ignored;
-    socket_.cancel(ignored);
-    return true;
-  }
-
-  /// The current deadline (max while the handler runs).
-  clock::time_point deadline() const noexcept { return deadline_; }
-
  private:
   // Every connection's socket belongs to an io_context (a worker's, the
   // admin endpoint's, a test's).

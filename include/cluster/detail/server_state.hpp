@@ -38,12 +38,10 @@ class open_connection {
   virtual void drain() = 0;
   /// The socket's descriptor (a forked child closes inherited ones).
   virtual int native_handle() noexcept = 0;
-  /// The owner's periodic check, at `now`: a connection that has waited for
-  /// its next request since before `idle_before` gives back the memory it
-  /// needs only while it works on requests (true when it does); one that
-  /// did and whose idle deadline has passed closes.
-  virtual bool check_idle(std::chrono::steady_clock::time_point now,
-                          std::chrono::steady_clock::time_point idle_before) noexcept = 0;
+  /// The owner's periodic check: a connection that has waited for its next
+  /// request since before `idle_before` gives back the memory it needs only
+  /// while it works on requests (true when it does).
+  virtual bool check_idle(std::chrono::steady_clock::time_point idle_before) noexcept = 0;
 
  protected:
   ~open_connection() = default;
@@ -94,7 +92,7 @@ class connection_registry {
   struct sentinel final : open_connection {
     void drain() override {}
     int native_handle() noexcept override { return -1; }
-    bool check_idle(std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point) noexcept override {
+    bool check_idle(std::chrono::steady_clock::time_point) noexcept override {
       return false;
     }
   };

@@ -175,10 +175,9 @@ class Worker final : private control, private connection_events {
       ::malloc_trim(0);
       released_since_trim_ = 0;
     }
-    auto now = clock::now();
-    auto idle_before = now - opts_.heartbeat_interval;
+    auto idle_before = clock::now() - opts_.heartbeat_interval;
     state_.connections.for_each([&](open_connection& c) {
-      if (c.check_idle(now, idle_before)) ++released_since_trim_;
+      if (c.check_idle(idle_before)) ++released_since_trim_;
     });
   }
 
