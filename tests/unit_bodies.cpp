@@ -18,7 +18,9 @@
 #include "support/temp_dir.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -257,10 +259,27 @@ TEST_SUITE("unit") {
     check_refused(cluster::response::file(dir / "fifo"), 403);  // and it returned: no wait for a writer
     write_file(dir / "secret", "x");
     REQUIRE(::chmod((dir / "secret").c_str(), 0) == 0);
-    if (::geteuid() != 0)
+    if (::geteuid() != 0) {
       check_refused(cluster::response::file(dir / "secret"), 403);
-    else
-      MESSAGE("running as root, which may read any file: the unreadable case is not exercised");
+    } else {
+      // Root may read any file: ask as nobody, in a child (the directory is
+      // not nobody's either, so the open fails with EACCES all the same).
+      pid_t child = ::fork();
+      REQUIRE(child >= 0);
+      if (child == 0) {
+        bool ok = ::setgroups(0, nullptr) == 0 && ::setresgid(65534, 65534, 65534) == 0 &&
+                  ::setresuid(65534, 65534, 65534) == 0;
+        if (ok) {
+          cluster::response res = cluster::response::file(dir / "secret");
+          ok = res.status == 403 && res.body.which() == cluster::body::kind::owned;
+        }
+        ::_exit(ok ? 0 : 1);
+      }
+      int status = 0;
+      REQUIRE(::waitpid(child, &status, 0) == child);
+      CHECK(WIFEXITED(status));
+      CHECK(WEXITSTATUS(status) == 0);  // as nobody: 403 with a text body
+    }
   }
 
   TEST_CASE("bodies on the wire: every kind arrives whole with its length, at any write size") {
