@@ -29,7 +29,9 @@ build: -O3, NDEBUG, with -g for the profile), then measures:
 It prints a table with the targets of issue 5 (PASS/MISS), writes the raw
 figures to build-bench/bench-results.json, the table to
 build-bench/bench-table.txt and the callgrind profile of the hello worker to
-build-bench/bench-profile.txt. It installs nothing: a missing tool is named
+build-bench/bench-profile.txt. A section that fails is named at the end of
+the table (exit code 1) and the others still run; the raw figures are
+written after each section. It installs nothing: a missing tool is named
 with the Debian package that provides it. Every process it starts is stopped
 by PID at the end, also on Ctrl-C or an error. Only 127.0.0.1 is used.
 """
@@ -2379,34 +2381,43 @@ def main():
                        settings=dict(prof, nice=args.nice))
         # The runner itself stays off the server's CPU.
         os.sched_setaffinity(0, {int(CLIENT_CPU)})
-        if "cpu" in sections:
-            section_cpu(args, prof, paths, work, results)
-        if "counts" in sections:
-            section_counts(args, prof, paths, work, results, out_dir)
-        if "load" in sections:
-            section_load(args, prof, paths, work, results)
-        if "lifecycle" in sections:
-            section_lifecycle(args, prof, paths, work, results)
-        if "messaging" in sections:
-            section_messaging(args, prof, paths, work, results)
-        if "routing" in sections:
-            section_routing(args, prof, paths, work, results)
-        for name, run_section in (("connections", section_connections), ("sizes", section_sizes),
-                                  ("bodies", section_bodies), ("idle", section_idle), ("uring", section_uring)):
-            if name in sections:
-                run_section(args, prof, paths, work, results)
+        out = Path(args.out) if args.out else out_dir / "bench-results.json"
+        # Each section in turn: one that fails (a peer that did not start, a
+        # load generator past its time bound) is reported and the run goes
+        # on; the figures so far are written after each section, so that an
+        # interrupted run keeps them.
+        plain = {"cpu": section_cpu, "load": section_load, "lifecycle": section_lifecycle,
+                 "messaging": section_messaging, "routing": section_routing, "connections": section_connections,
+                 "sizes": section_sizes, "bodies": section_bodies, "idle": section_idle, "uring": section_uring}
+        failed = results["failed_sections"] = {}
+        for name in SECTIONS:
+            if name not in sections:
+                continue
+            try:
+                if name == "counts":
+                    section_counts(args, prof, paths, work, results, out_dir)
+                else:
+                    plain[name](args, prof, paths, work, results)
+            except BenchError as e:
+                failed[name] = str(e)
+                log(f"section {name} failed: {e}; going on with the next")
+                cleanup_all()  # what the failed section left running
+            out.write_text(json.dumps(results, indent=1, default=str) + "\n")
         results["environment"]["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
         results["environment"]["seconds"] = round(time.monotonic() - start, 1)
         results["verdicts"] = verdicts(results)
         results["growth_verdicts"] = growth_verdicts(results)
         table = render(results)
-        out = Path(args.out) if args.out else out_dir / "bench-results.json"
+        for name, why in failed.items():
+            table += f"\nsection {name} FAILED: {why}"
         out.write_text(json.dumps(results, indent=1, default=str) + "\n")
         (out_dir / "bench-table.txt").write_text(table + "\n")
         print(table)
         print(f"\nraw figures: {out}\ntable: {out_dir / 'bench-table.txt'}\n"
               f"profile: {out_dir / 'bench-profile.txt'}\n"
               f"took {results['environment']['seconds']:.0f} s", flush=True)
+        if failed:
+            return 1
         return 0
     except BenchError as e:
         print(f"benchmarks/run.py: {e}", file=sys.stderr)
