@@ -106,22 +106,13 @@ std::size_t exchange(tcp::socket& client, std::string_view target, std::size_t c
   std::size_t answered = 0;
   std::string in;
   std::vector<char> buf(1 << 20);
-  // In an io_uring build the server's first operations (accept, the guard
-  // timer) were submitted from this thread, and the kernel runs a ring
-  // operation's completion work on the thread that submitted it,
-  // interrupting what that thread is blocked in: a recv on a socket with
-  // SO_RCVTIMEO is then not restarted but fails with EINTR. Only the
-  // client's blocking calls see it; they are simply made again.
   for (std::size_t sent = 0; sent < count; sent += depth) {
     asio::error_code ec;
-    for (std::size_t written = 0; written < batch.size();) {
-      written += client.write_some(asio::buffer(batch.data() + written, batch.size() - written), ec);
-      if (ec && ec != asio::error::interrupted) return answered;
-    }
+    test_support::write_all(client, batch, ec);
+    if (ec) return answered;
     std::size_t expected = answered + depth;
     while (answered < expected) {
-      std::size_t n = client.read_some(asio::buffer(buf), ec);
-      if (ec == asio::error::interrupted) continue;
+      std::size_t n = test_support::read_some(client, asio::buffer(buf), ec);
       if (ec) return answered;
       in.append(buf.data(), n);
       // Complete responses: a header block, then a body of Content-Length.

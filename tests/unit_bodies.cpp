@@ -71,10 +71,11 @@ struct big_download {
   };
 
   explicit big_download(cluster::options opts = {}) : server(handler, {}, 64 * 1024, std::move(opts)) {
-    asio::write(server.client(), asio::buffer(get("/")));
-    std::vector<char> buf(64 * 1024);
     asio::error_code ec;
-    received = server.client().read_some(asio::buffer(buf), ec);
+    test_support::write_all(server.client(), get("/"), ec);
+    REQUIRE_FALSE(ec);
+    std::vector<char> buf(64 * 1024);
+    received = test_support::read_some(server.client(), asio::buffer(buf), ec);
     REQUIRE_FALSE(ec);
   }
 
@@ -91,7 +92,7 @@ std::size_t read_to_end(asio::ip::tcp::socket& socket, asio::error_code& ec) {
   std::vector<char> buf(64 * 1024);
   std::size_t received = 0;
   for (int reads = 0; reads < 100'000; ++reads) {  // 6 GiB at the most: far past any test file
-    std::size_t n = socket.read_some(asio::buffer(buf), ec);
+    std::size_t n = test_support::read_some(socket, asio::buffer(buf), ec);
     if (ec) break;
     received += n;
   }
@@ -385,7 +386,7 @@ TEST_SUITE("unit") {
       auto done = [&] { return !reader.responses().empty() && reader.responses().front().complete; };
       for (int i = 0; i < 10'000 && !done(); ++i) {
         asio::error_code ec;
-        std::size_t n = server.client().read_some(asio::buffer(buf), ec);
+        std::size_t n = test_support::read_some(server.client(), asio::buffer(buf), ec);
         REQUIRE_FALSE(ec);
         auto step = reader.feed(std::string_view(buf.data(), n), response_reader::stop_at::message);
         REQUIRE(step.used == n);
@@ -397,7 +398,9 @@ TEST_SUITE("unit") {
       return r;
     };
     for (int round = 0; round < 2; ++round) {  // the connection stays usable after a file
-      asio::write(server.client(), asio::buffer(get("/")));
+      asio::error_code ec;
+      test_support::write_all(server.client(), get("/"), ec);
+      REQUIRE_FALSE(ec);
       http_response res = read_one();
       CHECK(res.status == 200);
       CHECK(res.header("Content-Length") == "1048576");
@@ -407,7 +410,9 @@ TEST_SUITE("unit") {
       CHECK((res.body == content));  // not decomposed: a mismatch would print two MiB
     }
     // Once the next request has been answered the file's descriptor is closed.
-    asio::write(server.client(), asio::buffer(get("/small")));
+    asio::error_code ec;
+    test_support::write_all(server.client(), get("/small"), ec);
+    REQUIRE_FALSE(ec);
     CHECK(read_one().body == "small");
     CHECK_FALSE(fd_open(last_fd));
   }

@@ -13,6 +13,7 @@
 #include <csignal>
 #include <functional>
 #include <memory>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -39,24 +40,28 @@ class loopback_server {
     // closed must fail with EPIPE, not kill the test binary (sendfile, and
     // Asio's sends on io_uring, cannot pass MSG_NOSIGNAL).
     std::signal(SIGPIPE, SIG_IGN);
-    guard_.expires_after(std::chrono::seconds(60));
-    guard_.async_wait([this](const asio::error_code& ec) {
-      if (!ec) io_.stop();
-    });
-    acceptor_.async_accept([this, &handler](const asio::error_code& ec, tcp::socket socket) {
-      if (ec) return;
-      asio::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);  // as a worker does
-      auto c = cluster::detail::connection::open(std::move(socket), state_);
-      asio::co_spawn(io_, cluster::detail::connection::serve(std::move(c), handler), asio::detached);
-    });
-    thread_ = std::thread([this, start = std::move(on_thread_start)] {
+    const tcp::endpoint listening = acceptor_.local_endpoint();
+    // Every asynchronous operation starts in the server thread: on io_uring
+    // an operation's completion work goes to the thread that submitted it,
+    // and would interrupt the test thread's blocking reads (EINTR).
+    thread_ = std::thread([this, &handler, start = std::move(on_thread_start)] {
       if (start) start();
+      guard_.expires_after(std::chrono::seconds(60));
+      guard_.async_wait([this](const asio::error_code& ec) {
+        if (!ec) io_.stop();
+      });
+      acceptor_.async_accept([this, &handler](const asio::error_code& ec, tcp::socket socket) {
+        if (ec) return;
+        asio::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);  // as a worker does
+        auto c = cluster::detail::connection::open(std::move(socket), state_);
+        asio::co_spawn(io_, cluster::detail::connection::serve(std::move(c), handler), asio::detached);
+      });
       io_.run();
     });
     client_.open(tcp::v4());
     if (client_rcvbuf > 0) client_.set_option(asio::socket_base::receive_buffer_size(client_rcvbuf));
-    client_.connect(acceptor_.local_endpoint());
+    client_.connect(listening);
     client_.set_option(tcp::no_delay(true));
     timeval tv{10, 0};  // a read that waits longer fails the test instead of hanging it
     ::setsockopt(client_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -92,5 +97,30 @@ class loopback_server {
   asio::io_context client_io_{1};  // the client is blocking, on the test thread
   tcp::socket client_{client_io_};
 };
+
+// The test thread's blocking calls on a client socket, made again when
+// interrupted. In an io_uring build the kernel runs a ring operation's
+// completion work on the thread that submitted it, interrupting whatever
+// that thread is blocked in; a test that ran an io_context on this thread
+// may leave such work behind it, and a recv on a socket with SO_RCVTIMEO is
+// then not restarted but fails with EINTR.
+
+/// read_some, again after EINTR.
+inline std::size_t read_some(asio::ip::tcp::socket& socket, asio::mutable_buffer into, asio::error_code& ec) {
+  for (;;) {
+    std::size_t n = socket.read_some(into, ec);
+    if (ec != asio::error::interrupted) return n;
+  }
+}
+
+/// Writes all of `bytes` (a write interrupted after some bytes went out
+/// returns their count; one before any fails with EINTR and is made again).
+inline void write_all(asio::ip::tcp::socket& socket, std::string_view bytes, asio::error_code& ec) {
+  for (std::size_t written = 0; written < bytes.size();) {
+    written += socket.write_some(asio::buffer(bytes.data() + written, bytes.size() - written), ec);
+    if (ec && ec != asio::error::interrupted) return;
+  }
+  ec.clear();
+}
 
 }  // namespace test_support
