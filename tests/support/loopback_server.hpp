@@ -37,8 +37,8 @@ class loopback_server {
         acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
         guard_(io_) {
     // As in cluster::run's processes: a write to a connection the client has
-    // closed must fail with EPIPE, not kill the test binary (sendfile, and
-    // Asio's sends on io_uring, cannot pass MSG_NOSIGNAL).
+    // closed must fail with EPIPE, not kill the test binary (sendfile cannot
+    // pass MSG_NOSIGNAL, and Asio's sends on io_uring do not).
     std::signal(SIGPIPE, SIG_IGN);
     const tcp::endpoint listening = acceptor_.local_endpoint();
     // Every asynchronous operation starts in the server thread: on io_uring
