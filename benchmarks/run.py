@@ -2386,18 +2386,16 @@ def main():
         # load generator past its time bound) is reported and the run goes
         # on; the figures so far are written after each section, so that an
         # interrupted run keeps them.
-        plain = {"cpu": section_cpu, "load": section_load, "lifecycle": section_lifecycle,
-                 "messaging": section_messaging, "routing": section_routing, "connections": section_connections,
-                 "sizes": section_sizes, "bodies": section_bodies, "idle": section_idle, "uring": section_uring}
+        runners = {"cpu": section_cpu, "counts": lambda *a: section_counts(*a, out_dir), "load": section_load,
+                   "lifecycle": section_lifecycle, "messaging": section_messaging, "routing": section_routing,
+                   "connections": section_connections, "sizes": section_sizes, "bodies": section_bodies,
+                   "idle": section_idle, "uring": section_uring}
         failed = results["failed_sections"] = {}
         for name in SECTIONS:
             if name not in sections:
                 continue
             try:
-                if name == "counts":
-                    section_counts(args, prof, paths, work, results, out_dir)
-                else:
-                    plain[name](args, prof, paths, work, results)
+                runners[name](args, prof, paths, work, results)
             except BenchError as e:
                 failed[name] = str(e)
                 log(f"section {name} failed: {e}; going on with the next")
